@@ -1,1 +1,50 @@
-//! placeholder
+//! Kino's swarm engine.
+//!
+//! One [`Engine`] owns a librqbit session and adds what a streaming product needs on top:
+//!
+//! - [`source`]: strict parsing of what a user hands Kino (magnet, infohash, `.torrent`), and
+//!   validation of every file name before anything touches the disk ([`names`]).
+//! - [`Engine::add`]: resolve metadata (from the database, the source, or the swarm with a
+//!   timeout), then download into the cache folder, the user's folder, or seed in place.
+//! - [`Engine::open_stream`]: a [`KinoStream`] per reader, from a bounded pool of stream slots
+//!   sized so that open streams never starve librqbit's disk writes and uploads.
+//! - [`Engine::prepare_playback`]: fetch the container's index early by parking a stream on it
+//!   (librqbit fetches the pieces ahead of every open stream first).
+//! - The share policy ([`SharePolicy`]): seed by default, upload cap, stop at a ratio, keep the
+//!   cache under a size by evicting the least recently watched, `--no-share`.
+//! - [`create`]: make torrents of local files with progress and a streaming piece length.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<kino_store::Store>) -> Result<(), kino_engine::EngineError> {
+//! use kino_engine::{AddOptions, Engine, EngineConfig, TorrentSource};
+//! let engine = Engine::start(EngineConfig::new("/tmp/kino".into()), store).await?;
+//! let source = TorrentSource::parse("magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d53056")?;
+//! let torrent = engine.add(&source, AddOptions::default()).await?;
+//! let file = torrent.info().default_play_file().map(|f| f.index).unwrap_or(0);
+//! let _reader = engine.open_stream(&torrent.infohash(), file).await?;
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod create;
+mod engine;
+mod error;
+pub mod names;
+pub mod source;
+mod stream;
+
+pub use config::{EngineConfig, SharePolicy};
+pub use engine::{
+    AddOptions, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus, Torrent,
+    TransferStatus,
+};
+pub use error::EngineError;
+pub use kino_media::MediaInfo;
+pub use librqbit::dht::Id20;
+pub use source::{
+    TorrentFile, TorrentInfo, TorrentSource, infohash_hex, magnet_link, parse_infohash,
+};
+pub use stream::KinoStream;

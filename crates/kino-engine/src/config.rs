@@ -1,0 +1,80 @@
+//! Engine configuration: where data lives, how to reach peers, and the share policy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What Kino shares, and how much. Sharing is on by default: every viewer seeds what it
+/// watches, within these limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharePolicy {
+    /// Upload at all. Off means no bitfield, no `have`, no piece served to anyone.
+    pub enabled: bool,
+    /// Upload rate cap in bytes per second, for the whole engine.
+    pub upload_limit_bps: Option<u32>,
+    /// Stop seeding a torrent once it uploaded this many times its size (librqbit has no
+    /// ratio limit; Kino pauses the torrent when nothing is streaming from it).
+    pub ratio_limit: Option<f64>,
+    /// Keep Kino's cache under this many bytes, evicting the least recently watched torrents
+    /// first; what is playing is never evicted.
+    pub cache_limit_bytes: Option<u64>,
+}
+
+impl Default for SharePolicy {
+    fn default() -> Self {
+        SharePolicy {
+            enabled: true,
+            upload_limit_bps: None,
+            ratio_limit: None,
+            cache_limit_bytes: Some(20 * 1024 * 1024 * 1024),
+        }
+    }
+}
+
+/// Everything the engine needs to start.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Data folder: the database, the lock and the media cache (`media/<infohash>/`).
+    pub data_dir: PathBuf,
+    /// Address to accept peers on; `None` accepts none (downloads still work).
+    pub listen: Option<SocketAddr>,
+    /// Use the Mainline DHT to find peers.
+    pub dht: bool,
+    /// DHT bootstrap nodes (`host:port`); empty means the well-known public ones.
+    pub dht_bootstrap: Vec<String>,
+    /// BEP 14 local service discovery (multicast on the LAN).
+    pub local_discovery: bool,
+    /// The share policy.
+    pub share: SharePolicy,
+    /// Most streams open at once (HTTP readers and Kino's own index prefetch). The torrent
+    /// session gets this many blocking-I/O permits plus [`RESERVED_IO_PERMITS`] for disk writes
+    /// and uploads, so open streams can never starve the download.
+    pub max_streams: usize,
+    /// How long to wait for a magnet's metadata from the swarm.
+    pub metadata_timeout: Duration,
+    /// How long a new reader waits for a free stream slot.
+    pub stream_slot_wait: Duration,
+    /// Seconds of media to keep buffered ahead of a reader, when the bitrate is known.
+    pub readahead_secs: u32,
+}
+
+/// Blocking-I/O permits kept free of streams, for disk writes and uploads.
+pub const RESERVED_IO_PERMITS: usize = 8;
+
+impl EngineConfig {
+    /// A configuration with defaults for everything but the data folder.
+    pub fn new(data_dir: PathBuf) -> Self {
+        EngineConfig {
+            data_dir,
+            listen: None,
+            dht: true,
+            dht_bootstrap: Vec::new(),
+            local_discovery: true,
+            share: SharePolicy::default(),
+            max_streams: 32,
+            metadata_timeout: Duration::from_secs(60),
+            stream_slot_wait: Duration::from_secs(20),
+            readahead_secs: 60,
+        }
+    }
+}

@@ -1,0 +1,850 @@
+//! The engine: one librqbit session plus what a streaming product needs around it.
+//!
+//! ## Invariants
+//! - Every torrent the engine manages is in `torrents` and in the database; a cache torrent's
+//!   files live in `media/<infohash>/` and nowhere else.
+//! - A torrent with an open stream or a live [`PlayGuard`] is never evicted or paused.
+//! - Stream slots (`max_streams`) are always fewer than librqbit's blocking-I/O permits, by
+//!   [`RESERVED_IO_PERMITS`]: open streams cannot stop disk writes or uploads.
+//! - Every background task is spawned on `tasks` with the engine's cancellation token;
+//!   [`Engine::shutdown`] cancels, waits for all of them, and stops the session.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kino_media::{IndexLocator, MediaInfo, Step};
+use kino_store::{Store, TorrentKind, TorrentRecord, now_unix};
+use librqbit::api::{Api, TorrentIdOrHash};
+use librqbit::dht::Id20;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
+    ListenerOptions, ManagedTorrent, Session, SessionOptions, limits::LimitsConfig,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::EngineError;
+use crate::config::{EngineConfig, RESERVED_IO_PERMITS};
+use crate::source::{TorrentInfo, TorrentSource, infohash_hex};
+use crate::stream::{KinoStream, StreamRegistration};
+
+/// How often transfer totals are saved and the share policy is enforced.
+pub const POLICY_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest index (moov / Cues) Kino prefetches.
+const MAX_INDEX_PREFETCH: u64 = 64 * 1024 * 1024;
+
+/// Where a torrent's files go, and who owns them.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Kino's cache (`media/<infohash>/`): evictable.
+    Cache,
+    /// Seed the user's files in place: the folder holding the torrent's content.
+    SeedFrom(PathBuf),
+    /// Download into a folder the user chose (`kino fetch -o DIR`): never evicted.
+    Download(PathBuf),
+}
+
+/// Options for [`Engine::add`].
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// Peers to connect to directly (in addition to DHT/PEX/LSD).
+    pub peers: Vec<SocketAddr>,
+    /// Where the files go.
+    pub placement: Placement,
+}
+
+impl Default for AddOptions {
+    fn default() -> Self {
+        AddOptions {
+            peers: Vec::new(),
+            placement: Placement::Cache,
+        }
+    }
+}
+
+pub(crate) struct Entry {
+    pub(crate) info: TorrentInfo,
+    pub(crate) handle: Arc<ManagedTorrent>,
+    pub(crate) open_streams: AtomicUsize,
+    pins: AtomicUsize,
+    /// Reader positions by stream id: (file index, byte position in file).
+    pub(crate) positions: Mutex<HashMap<u64, (usize, u64)>>,
+    media: Mutex<HashMap<usize, MediaInfo>>,
+    /// Session counters already added to the database: (uploaded, downloaded).
+    counted: Mutex<(u64, u64)>,
+    pub(crate) next_stream_id: AtomicU64,
+}
+
+impl Entry {
+    fn in_use(&self) -> bool {
+        self.open_streams.load(Ordering::SeqCst) > 0 || self.pins.load(Ordering::SeqCst) > 0
+    }
+}
+
+struct Inner {
+    session: Arc<Session>,
+    api: Api,
+    store: Arc<Store>,
+    config: EngineConfig,
+    media_dir: PathBuf,
+    stream_slots: Arc<Semaphore>,
+    torrents: Mutex<HashMap<Id20, Arc<Entry>>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    _lock: File,
+}
+
+/// The swarm engine. Cheap to clone; [`Engine::shutdown`] stops it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// A torrent managed by the engine.
+#[derive(Clone)]
+pub struct Torrent {
+    entry: Arc<Entry>,
+}
+
+impl Torrent {
+    /// Its metainfo.
+    pub fn info(&self) -> &TorrentInfo {
+        &self.entry.info
+    }
+    /// Its infohash.
+    pub fn infohash(&self) -> Id20 {
+        self.entry.info.infohash
+    }
+    /// Waits until every selected piece is downloaded and verified.
+    pub async fn wait_until_completed(&self) -> Result<(), EngineError> {
+        self.entry
+            .handle
+            .wait_until_completed()
+            .await
+            .map_err(|e| EngineError::session("download failed", e))
+    }
+    /// Whether all pieces are verified.
+    pub fn is_finished(&self) -> bool {
+        self.entry.handle.stats().finished
+    }
+}
+
+/// Keeps a torrent from being evicted or paused while a player is on it.
+pub struct PlayGuard {
+    entry: Arc<Entry>,
+}
+
+impl Drop for PlayGuard {
+    fn drop(&mut self) {
+        self.entry.pins.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Transfer figures for one torrent, for status lines and `kino status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransferStatus {
+    /// Download rate, bytes per second.
+    pub down_bps: f64,
+    /// Upload rate, bytes per second.
+    pub up_bps: f64,
+    /// Connected peers.
+    pub peers: u32,
+    /// Bytes verified so far.
+    pub have_bytes: u64,
+    /// Total bytes.
+    pub total_bytes: u64,
+    /// Bytes uploaded over all runs (shared).
+    pub uploaded_total: u64,
+    /// Whether the torrent is complete.
+    pub finished: bool,
+    /// Whether it is uploading (sharing on, not stopped).
+    pub sharing: bool,
+}
+
+/// What a player has ahead of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlaybackStatus {
+    /// Reader position in the file (the furthest open reader).
+    pub position: u64,
+    /// Bytes readable without waiting from that position.
+    pub buffered_bytes: u64,
+    /// The same in seconds of media, when the bitrate is known.
+    pub buffered_secs: Option<f64>,
+    /// Container facts, once probed.
+    pub media: Option<MediaInfo>,
+    /// Transfer figures.
+    pub transfer: TransferStatus,
+}
+
+impl Engine {
+    /// Starts the engine: locks the data folder, opens the session and starts the share
+    /// policy task.
+    pub async fn start(config: EngineConfig, store: Arc<Store>) -> Result<Engine, EngineError> {
+        let media_dir = config.data_dir.join("media");
+        std::fs::create_dir_all(&media_dir)
+            .map_err(|e| EngineError::io(format!("cannot create {}", media_dir.display()), e))?;
+        let lock_path = config.data_dir.join("kino.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| EngineError::io(format!("cannot open {}", lock_path.display()), e))?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::DataDirLocked(config.data_dir.clone()));
+        }
+
+        let cancel = CancellationToken::new();
+        let max_streams = config.max_streams.max(1);
+        let mut opts = SessionOptions {
+            disable_trackers: false,
+            fastresume: false,
+            persistence: None,
+            listen: config.listen.map(|addr| ListenerOptions {
+                mode: ListenerMode::TcpOnly,
+                listen_addr: addr,
+                enable_upnp_port_forwarding: false,
+                announce_port: (addr.port() != 0).then_some(addr.port()),
+                ipv4_only: addr.is_ipv4(),
+                ..Default::default()
+            }),
+            dht: config.dht.then(|| DhtSessionConfig {
+                bootstrap_addrs: (!config.dht_bootstrap.is_empty())
+                    .then(|| config.dht_bootstrap.clone()),
+                port: None,
+                persistence: None,
+            }),
+            cancellation_token: Some(cancel.child_token()),
+            runtime_worker_threads: Some(max_streams + RESERVED_IO_PERMITS),
+            ratelimits: LimitsConfig {
+                upload_bps: config
+                    .share
+                    .upload_limit_bps
+                    .and_then(std::num::NonZeroU32::new),
+                download_bps: None,
+            },
+            disable_local_service_discovery: !config.local_discovery,
+            disable_upload: !config.share.enabled,
+            ipv4_only: config.listen.is_some_and(|a| a.is_ipv4()),
+            client_name_and_version: Some(concat!("Kino ", env!("CARGO_PKG_VERSION")).into()),
+            ..Default::default()
+        };
+        opts.root_span = Some(info_span!("engine"));
+        let session = Session::new_with_opts(media_dir.clone(), opts)
+            .await
+            .map_err(|e| EngineError::session("cannot start the torrent session", e))?;
+        let api = Api::new(session.clone(), None);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                session,
+                api,
+                store,
+                media_dir,
+                stream_slots: Arc::new(Semaphore::new(max_streams)),
+                torrents: Mutex::new(HashMap::new()),
+                cancel,
+                tasks: TaskTracker::new(),
+                config,
+                _lock: lock,
+            }),
+        };
+        engine.spawn_policy_task();
+        Ok(engine)
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// The address peers can reach this engine on, if it listens.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.inner.session.listen_addr()
+    }
+
+    /// Background tasks still running (tests assert none outlive [`Engine::shutdown`]).
+    pub fn task_count(&self) -> usize {
+        self.inner.tasks.len()
+    }
+
+    fn entry(&self, ih: &Id20) -> Option<Arc<Entry>> {
+        lock(&self.inner.torrents).get(ih).cloned()
+    }
+
+    /// A managed torrent by infohash.
+    pub fn torrent(&self, ih: &Id20) -> Option<Torrent> {
+        self.entry(ih).map(|entry| Torrent { entry })
+    }
+
+    /// Resolves a source to validated metainfo: from the source itself, from the database,
+    /// or from the swarm (magnet metadata, BEP 9), bounded by `metadata_timeout`.
+    /// Returns the peers seen while resolving.
+    async fn resolve(
+        &self,
+        source: &TorrentSource,
+        peers: &[SocketAddr],
+    ) -> Result<(TorrentInfo, Vec<SocketAddr>), EngineError> {
+        if let TorrentSource::Metainfo(info) = source {
+            return Ok((info.clone(), Vec::new()));
+        }
+        let ih = source.infohash();
+        let hex = infohash_hex(&ih);
+        if let Some(rec) = self.inner.store.torrent(&hex)? {
+            return Ok((
+                TorrentInfo::from_bytes(Bytes::from(rec.metainfo))?,
+                Vec::new(),
+            ));
+        }
+        let uri = match source {
+            TorrentSource::Magnet { uri, .. } => uri.clone(),
+            _ => format!("magnet:?xt=urn:btih:{hex}"),
+        };
+        let opts = AddTorrentOptions {
+            list_only: true,
+            initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
+            ..Default::default()
+        };
+        let timeout = self.inner.config.metadata_timeout;
+        let resp = tokio::select! {
+            r = tokio::time::timeout(timeout, self.inner.session.add_torrent(AddTorrent::from_url(uri), Some(opts))) => r,
+            _ = self.inner.cancel.cancelled() => return Err(EngineError::ShuttingDown),
+        };
+        let resp = resp.map_err(|_| {
+            EngineError::Timeout(format!(
+                "no peer sent the torrent's metadata within {} s: the swarm is unreachable \
+                 (check --peer, the DHT bootstrap nodes, or your network)",
+                timeout.as_secs()
+            ))
+        })?;
+        match resp.map_err(|e| EngineError::session("cannot resolve magnet", e))? {
+            AddTorrentResponse::ListOnly(r) => {
+                let info = TorrentInfo::from_bytes(r.torrent_bytes)?;
+                if info.infohash != ih {
+                    return Err(EngineError::invalid(
+                        "peer sent metadata of another torrent",
+                    ));
+                }
+                Ok((info, r.seen_peers))
+            }
+            _ => Err(EngineError::Session(
+                "unexpected answer while resolving magnet".into(),
+            )),
+        }
+    }
+
+    /// Adds a torrent (or returns the one already managed), downloading in the background and
+    /// sharing per the policy.
+    pub async fn add(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+    ) -> Result<Torrent, EngineError> {
+        if let Some(entry) = self.entry(&source.infohash()) {
+            return Ok(Torrent { entry });
+        }
+        let (info, mut seen) = self.resolve(source, &opts.peers).await?;
+        let hex = infohash_hex(&info.infohash);
+        let (kind, output_dir) = match &opts.placement {
+            Placement::Cache => (TorrentKind::Cache, self.inner.media_dir.join(&hex)),
+            Placement::SeedFrom(root) => (TorrentKind::Seed, root.clone()),
+            Placement::Download(dir) if info.single_file => (TorrentKind::Seed, dir.clone()),
+            Placement::Download(dir) => (TorrentKind::Seed, dir.join(&info.name)),
+        };
+        seen.extend(opts.peers.iter().copied());
+        seen.sort();
+        seen.dedup();
+        let entry = self
+            .add_resolved(info, kind, output_dir, seen, false)
+            .await?;
+        self.enforce_cache_limit().await?;
+        Ok(Torrent { entry })
+    }
+
+    async fn add_resolved(
+        &self,
+        info: TorrentInfo,
+        kind: TorrentKind,
+        output_dir: PathBuf,
+        peers: Vec<SocketAddr>,
+        paused: bool,
+    ) -> Result<Arc<Entry>, EngineError> {
+        let hex = infohash_hex(&info.infohash);
+        std::fs::create_dir_all(&output_dir)
+            .map_err(|e| EngineError::io(format!("cannot create {}", output_dir.display()), e))?;
+        let output = output_dir.to_str().ok_or_else(|| {
+            EngineError::invalid(format!("{} is not valid UTF-8", output_dir.display()))
+        })?;
+        let add_opts = AddTorrentOptions {
+            paused,
+            overwrite: true,
+            output_folder: Some(output.to_owned()),
+            initial_peers: (!peers.is_empty()).then_some(peers),
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .session
+            .add_torrent(
+                AddTorrent::from_bytes(info.metainfo.clone()),
+                Some(add_opts),
+            )
+            .await
+            .map_err(|e| EngineError::session("cannot add torrent", e))?;
+        let handle = match resp {
+            AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
+            AddTorrentResponse::ListOnly(_) => {
+                return Err(EngineError::Session("torrent was not added".into()));
+            }
+        };
+        let existing = self.inner.store.torrent(&hex)?;
+        let record = TorrentRecord {
+            infohash: hex.clone(),
+            name: info.name.clone(),
+            metainfo: info.metainfo.to_vec(),
+            output_dir: output_dir.clone(),
+            total_bytes: info.total_len,
+            kind,
+            added_at: existing.as_ref().map_or_else(now_unix, |r| r.added_at),
+            last_watched_at: existing.as_ref().and_then(|r| r.last_watched_at),
+            uploaded_bytes: 0,
+            downloaded_bytes: 0,
+            share_stopped: false,
+        };
+        self.inner.store.upsert_torrent(&record)?;
+        let entry = Arc::new(Entry {
+            info,
+            handle,
+            open_streams: AtomicUsize::new(0),
+            pins: AtomicUsize::new(0),
+            positions: Mutex::new(HashMap::new()),
+            media: Mutex::new(HashMap::new()),
+            counted: Mutex::new((0, 0)),
+            next_stream_id: AtomicU64::new(0),
+        });
+        let mut map = lock(&self.inner.torrents);
+        let entry = map.entry(entry.info.infohash).or_insert(entry).clone();
+        info!(name = %entry.info.name, "torrent added");
+        Ok(entry)
+    }
+
+    /// Re-adds every torrent in the database whose sharing is not stopped, so they seed
+    /// again (what `kino seed` and the long-running app do at start). Torrents whose files
+    /// are gone are skipped with a warning. Returns how many were resumed.
+    pub async fn resume_shared(&self) -> Result<usize, EngineError> {
+        if !self.inner.config.share.enabled {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for rec in self.inner.store.torrents()? {
+            if rec.share_stopped {
+                continue;
+            }
+            let Ok(ih) = rec.infohash.parse::<Id20>() else {
+                continue;
+            };
+            if self.entry(&ih).is_some() {
+                continue;
+            }
+            if !rec.output_dir.exists() {
+                warn!(name = %rec.name, "files are gone; not seeding");
+                continue;
+            }
+            let info = match TorrentInfo::from_bytes(Bytes::from(rec.metainfo.clone())) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(name = %rec.name, error = %e, "stored metainfo is invalid; skipping");
+                    continue;
+                }
+            };
+            self.add_resolved(info, rec.kind, rec.output_dir.clone(), Vec::new(), false)
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Keeps a torrent from eviction and ratio stop while a player uses it, and records it as
+    /// watched now.
+    pub fn play_guard(&self, ih: &Id20) -> Result<PlayGuard, EngineError> {
+        let entry = self
+            .entry(ih)
+            .ok_or_else(|| EngineError::NotFound("torrent not managed".into()))?;
+        entry.pins.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .store
+            .touch_watched(&infohash_hex(ih), now_unix())?;
+        Ok(PlayGuard { entry })
+    }
+
+    /// Opens a reader on one file. Waits up to `stream_slot_wait` for a free slot.
+    pub async fn open_stream(&self, ih: &Id20, file: usize) -> Result<KinoStream, EngineError> {
+        let entry = self.entry(ih).ok_or_else(|| {
+            EngineError::NotFound(format!("torrent {} is not loaded", infohash_hex(ih)))
+        })?;
+        if !entry.info.files.get(file).is_some_and(|f| !f.padding) {
+            return Err(EngineError::NotFound(format!(
+                "no file {file} in this torrent"
+            )));
+        }
+        let wait = self.inner.config.stream_slot_wait;
+        let slot = tokio::time::timeout(wait, self.inner.stream_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| EngineError::Busy(self.inner.config.max_streams))?
+            .map_err(|_| EngineError::ShuttingDown)?;
+        self.open_stream_with_slot(entry, file, slot).await
+    }
+
+    async fn open_stream_with_slot(
+        &self,
+        entry: Arc<Entry>,
+        file: usize,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<KinoStream, EngineError> {
+        if entry.handle.is_paused() && !entry.handle.stats().finished {
+            self.inner
+                .session
+                .unpause(&entry.handle)
+                .await
+                .map_err(|e| EngineError::session("cannot resume torrent", e))?;
+        }
+        let inner = entry
+            .handle
+            .clone()
+            .stream(file)
+            .await
+            .map_err(|e| EngineError::session("cannot open stream", e))?;
+        self.inner
+            .store
+            .touch_watched(&infohash_hex(&entry.info.infohash), now_unix())?;
+        let len = entry.info.files.get(file).map_or(0, |f| f.len);
+        Ok(KinoStream::new(
+            Box::new(inner),
+            len,
+            StreamRegistration::new(entry, file),
+            slot,
+        ))
+    }
+
+    /// Starts fetching the container's index (MP4 `moov` wherever it sits, Matroska `Cues`)
+    /// in the background, by parking a stream on it: librqbit fetches the pieces ahead of every
+    /// open stream first, so the index arrives early instead of last. The probed facts
+    /// (duration, bitrate, codecs) become part of [`PlaybackStatus`].
+    pub fn prepare_playback(&self, ih: &Id20, file: usize) {
+        let Some(entry) = self.entry(ih) else { return };
+        let Some(f) = entry.info.files.get(file).cloned() else {
+            return;
+        };
+        let Ok(slot) = self.inner.stream_slots.clone().try_acquire_owned() else {
+            debug!("no free stream slot for index prefetch");
+            return;
+        };
+        let engine = self.clone();
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(
+            async move {
+                let work = async {
+                    let mut stream = engine
+                        .open_stream_with_slot(entry.clone(), file, slot)
+                        .await?;
+                    stream.set_background(true);
+                    let name = f.path.to_string_lossy();
+                    let mut locator = IndexLocator::new(&name, f.len);
+                    let mut buf = Vec::new();
+                    for _ in 0..128 {
+                        match locator.next_step() {
+                            Step::Read { offset, len } => {
+                                read_at(&mut stream, offset, len, &mut buf).await?;
+                                locator
+                                    .feed(offset, &buf)
+                                    .map_err(|e| EngineError::invalid(e.to_string()))?;
+                            }
+                            Step::Done(media) => {
+                                // Make sure the whole index is local before parking ends.
+                                for r in &media.index_ranges {
+                                    let len = (r.end - r.start).min(MAX_INDEX_PREFETCH);
+                                    drain_at(&mut stream, r.start, len).await?;
+                                }
+                                debug!(?media, "container probed");
+                                lock(&entry.media).insert(file, media);
+                                return Ok::<_, EngineError>(());
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                tokio::select! {
+                    r = work => if let Err(e) = r { debug!(error = %e, "index prefetch stopped") },
+                    _ = cancel.cancelled() => {}
+                }
+            }
+            .instrument(info_span!("index_prefetch", file)),
+        );
+    }
+
+    /// Transfer figures for a torrent.
+    pub fn transfer_status(&self, ih: &Id20) -> Option<TransferStatus> {
+        let entry = self.entry(ih)?;
+        let stats = entry.handle.stats();
+        let hex = infohash_hex(ih);
+        let stored = self.inner.store.torrent(&hex).ok().flatten();
+        let counted = lock(&entry.counted).0;
+        let uploaded_total = stored.as_ref().map_or(0, |r| r.uploaded_bytes)
+            + stats.uploaded_bytes.saturating_sub(counted);
+        let (down_bps, up_bps, peers) = stats.live.as_ref().map_or((0.0, 0.0, 0), |l| {
+            (
+                l.download_speed.mbps * 1024.0 * 1024.0,
+                l.upload_speed.mbps * 1024.0 * 1024.0,
+                l.snapshot.peer_stats.live,
+            )
+        });
+        Some(TransferStatus {
+            down_bps,
+            up_bps,
+            peers,
+            have_bytes: stats.progress_bytes,
+            total_bytes: stats.total_bytes,
+            uploaded_total,
+            finished: stats.finished,
+            sharing: self.inner.config.share.enabled
+                && !stored.is_some_and(|r| r.share_stopped)
+                && !entry.handle.is_paused(),
+        })
+    }
+
+    /// What the readers of one file have ahead of them.
+    pub fn playback_status(&self, ih: &Id20, file: usize) -> Option<PlaybackStatus> {
+        let entry = self.entry(ih)?;
+        let transfer = self.transfer_status(ih)?;
+        entry.info.files.get(file)?;
+        let position = lock(&entry.positions)
+            .values()
+            .filter(|(fi, _)| *fi == file)
+            .map(|(_, p)| *p)
+            .max()
+            .unwrap_or(0);
+        let media = lock(&entry.media).get(&file).cloned();
+        let buffered_bytes = self.contiguous_from(&entry, file, position).unwrap_or(0);
+        let buffered_secs = media
+            .as_ref()
+            .and_then(|m| m.bitrate_bps)
+            .filter(|b| *b > 0)
+            .map(|b| buffered_bytes as f64 * 8.0 / b as f64);
+        Some(PlaybackStatus {
+            position,
+            buffered_bytes,
+            buffered_secs,
+            media,
+            transfer,
+        })
+    }
+
+    /// Bytes available without waiting from `pos` in `file`.
+    fn contiguous_from(&self, entry: &Entry, file: usize, pos: u64) -> Option<u64> {
+        let f = entry.info.files.get(file)?;
+        let offset: u64 = entry.info.files[..file].iter().map(|f| f.len).sum();
+        let (haves, _n) = self
+            .inner
+            .api
+            .api_dump_haves(TorrentIdOrHash::Hash(entry.info.infohash))
+            .ok()?;
+        let pl = entry.info.piece_length as u64;
+        let abs = offset + pos;
+        let end = offset + f.len;
+        let mut piece = abs / pl;
+        let mut reach = abs;
+        while reach < end {
+            if !haves.get(piece as usize).map(|b| *b).unwrap_or(false) {
+                break;
+            }
+            piece += 1;
+            reach = (piece * pl).min(end);
+        }
+        Some(reach.saturating_sub(abs))
+    }
+
+    /// Saves transfer totals, stops sharing torrents that reached the ratio limit, and
+    /// evicts cache entries over the cache limit. Runs every [`POLICY_INTERVAL`].
+    pub async fn enforce_share_policy(&self) -> Result<(), EngineError> {
+        let entries: Vec<Arc<Entry>> = lock(&self.inner.torrents).values().cloned().collect();
+        let ratio_limit = self.inner.config.share.ratio_limit;
+        for entry in entries {
+            let stats = entry.handle.stats();
+            let down = stats
+                .live
+                .as_ref()
+                .map_or(0, |l| l.snapshot.downloaded_and_checked_bytes);
+            let (du, dd) = {
+                let mut c = lock(&entry.counted);
+                let delta = (
+                    stats.uploaded_bytes.saturating_sub(c.0),
+                    down.saturating_sub(c.1),
+                );
+                *c = (c.0.max(stats.uploaded_bytes), c.1.max(down));
+                delta
+            };
+            let hex = infohash_hex(&entry.info.infohash);
+            self.inner.store.add_transfer(&hex, du, dd)?;
+            let Some(limit) = ratio_limit else { continue };
+            let Some(rec) = self.inner.store.torrent(&hex)? else {
+                continue;
+            };
+            if rec.share_stopped || !stats.finished || entry.in_use() {
+                continue;
+            }
+            if rec.ratio() >= limit {
+                info!(name = %rec.name, ratio = rec.ratio(), "ratio limit reached; sharing stopped");
+                self.inner
+                    .session
+                    .pause(&entry.handle)
+                    .await
+                    .map_err(|e| EngineError::session("cannot pause torrent", e))?;
+                self.inner.store.set_share_stopped(&hex, true)?;
+            }
+        }
+        self.enforce_cache_limit().await
+    }
+
+    /// Evicts least-recently-watched cache torrents until the cache fits its limit. Never
+    /// evicts a torrent in use (open stream or play guard) or anything outside the cache.
+    pub async fn enforce_cache_limit(&self) -> Result<(), EngineError> {
+        let Some(limit) = self.inner.config.share.cache_limit_bytes else {
+            return Ok(());
+        };
+        let candidates = self.inner.store.eviction_candidates()?;
+        let mut total: u64 = candidates.iter().map(|r| r.total_bytes).sum();
+        for rec in candidates {
+            if total <= limit {
+                break;
+            }
+            let Ok(ih) = rec.infohash.parse::<Id20>() else {
+                continue;
+            };
+            if let Some(entry) = self.entry(&ih) {
+                if entry.in_use() {
+                    continue;
+                }
+                lock(&self.inner.torrents).remove(&ih);
+                self.inner
+                    .session
+                    .delete(TorrentIdOrHash::Hash(ih), false)
+                    .await
+                    .map_err(|e| EngineError::session("cannot remove torrent", e))?;
+            }
+            self.remove_cache_dir(&rec.infohash)?;
+            self.inner.store.remove_torrent(&rec.infohash)?;
+            info!(name = %rec.name, bytes = rec.total_bytes, "evicted from cache");
+            total = total.saturating_sub(rec.total_bytes);
+        }
+        Ok(())
+    }
+
+    /// Deletes `media/<infohash>` (and nothing else: the name is checked to be a plain
+    /// 40-hex infohash).
+    fn remove_cache_dir(&self, hex: &str) -> Result<(), EngineError> {
+        if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(EngineError::invalid(format!(
+                "refusing to delete cache entry {hex:?}"
+            )));
+        }
+        let dir = self.inner.media_dir.join(hex);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(
+                format!("cannot delete {}", dir.display()),
+                e,
+            )),
+        }
+    }
+
+    fn spawn_policy_task(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(
+            async move {
+                let mut tick = tokio::time::interval(POLICY_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    let engine = Engine { inner };
+                    if let Err(e) = engine.enforce_share_policy().await {
+                        warn!(error = %e, "share policy");
+                    }
+                }
+            }
+            .instrument(info_span!("share_policy")),
+        );
+    }
+
+    /// Stops the engine: saves totals, cancels and awaits every background task, stops the
+    /// session. Open streams end with an error.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.enforce_share_policy().await {
+            warn!(error = %e, "saving totals at shutdown");
+        }
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.session.stop().await;
+        lock(&self.inner.torrents).clear();
+    }
+
+    /// Media folder (cache).
+    pub fn media_dir(&self) -> &Path {
+        &self.inner.media_dir
+    }
+}
+
+async fn read_at(
+    stream: &mut KinoStream,
+    offset: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    let len = len.min(MAX_INDEX_PREFETCH as usize);
+    stream
+        .seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| EngineError::io("seek", e))?;
+    buf.clear();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(buf)
+        .await
+        .map_err(|e| EngineError::io("read", e))?;
+    Ok(())
+}
+
+async fn drain_at(stream: &mut KinoStream, offset: u64, len: u64) -> Result<(), EngineError> {
+    stream
+        .seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| EngineError::io("seek", e))?;
+    tokio::io::copy(&mut (&mut *stream).take(len), &mut tokio::io::sink())
+        .await
+        .map_err(|e| EngineError::io("read", e))?;
+    Ok(())
+}
+
+/// Locks a mutex, recovering from poisoning (no invariant here spans a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
