@@ -1,1 +1,286 @@
-//! placeholder
+//! Kino's local HTTP server.
+//!
+//! `GET`/`HEAD /stream/{infohash}/{file}` serves one file of a torrent while it downloads,
+//! with single `Range` requests (`206` + `Content-Range`, `416` for unsatisfiable ranges),
+//! `Accept-Ranges`, `Content-Length` and a `Content-Type` from the file name. Each response
+//! body is a [`kino_engine::KinoStream`]: it waits only for the piece under its position, and
+//! its position steers what the engine downloads next, so a player's seek re-aims the download.
+//!
+//! The server binds 127.0.0.1 by default and refuses requests whose `Host` is not a loopback
+//! name (DNS rebinding). Errors are JSON `{error, message}` with a fitting status code.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod range;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kino_engine::{Engine, EngineError, parse_infohash};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+pub use range::{ByteRange, RangeError, parse_range};
+
+/// A JSON error response: `{error, message}` with a stable `error` code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, code) = match &e {
+            EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            EngineError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Engine,
+}
+
+/// The router: stream routes plus the Host check. Later features (API, web app) merge theirs.
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route(
+            "/stream/{infohash}/{file}",
+            get(stream_file).head(stream_file),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .layer(middleware::from_fn(require_loopback_host))
+        .with_state(AppState { engine })
+}
+
+/// Refuses requests whose `Host` header names anything but this machine's loopback names
+/// (a page on another site must not be able to reach the server through DNS rebinding).
+async fn require_loopback_host(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_host(host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            format!("requests for host {host:?} are not served"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether a `Host` header value names loopback (`127.x.x.x`, `localhost`, `[::1]`, any port).
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn stream_file(
+    State(state): State<AppState>,
+    Path((infohash, file)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ih = parse_infohash(&infohash).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "malformed infohash",
+        )
+    })?;
+    let file: usize = file.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "malformed file index",
+        )
+    })?;
+    let torrent = state.engine.torrent(&ih).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this torrent is not loaded",
+        )
+    })?;
+    let entry = torrent
+        .info()
+        .files
+        .get(file)
+        .filter(|f| !f.padding)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file"))?;
+    let len = entry.len;
+    let mime = kino_media::mime_for_name(&entry.path.to_string_lossy());
+
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(v) => match parse_range(v, len) {
+            Ok(r) => r,
+            Err(RangeError::Unsatisfiable) => {
+                return Ok(Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                    .header(header::ACCEPT_RANGES, "bytes")
+                    .body(Body::empty())
+                    .map_err(internal)?);
+            }
+        },
+    };
+    let (status, start, count) = match range {
+        Some(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            r.start,
+            r.end_inclusive - r.start + 1,
+        ),
+        None => (StatusCode::OK, 0, len),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(mime))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, count)
+        .header(header::CACHE_CONTROL, "no-store");
+    if let Some(r) = range {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{len}", r.start, r.end_inclusive),
+        );
+    }
+    if method == Method::HEAD || count == 0 {
+        return builder.body(Body::empty()).map_err(internal);
+    }
+    let mut stream = state.engine.open_stream(&ih, file).await?;
+    if start > 0 {
+        stream
+            .seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+    }
+    debug!(file, start, count, "serving stream");
+    let body = tokio_util::io::ReaderStream::with_capacity(stream.take(count), 64 * 1024);
+    builder.body(Body::from_stream(body)).map_err(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `addr` (use 127.0.0.1) and serves `router` until [`Server::shutdown`].
+    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        Ok(Server { addr, cancel, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL of a stream.
+    pub fn stream_url(&self, infohash: &str, file: usize) -> String {
+        format!("http://{}/stream/{infohash}/{file}", self.addr)
+    }
+
+    /// Stops accepting, ends open responses, and waits for the server task.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        // Open streaming bodies would keep a graceful shutdown waiting; give them a moment,
+        // then abort.
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:99",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "10.0.0.1:80",
+            "",
+            "[::2]:1",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}

@@ -148,7 +148,8 @@ pub struct Store {
     path: PathBuf,
 }
 
-const SELECT_TORRENT: &str = "SELECT infohash, name, metainfo, output_dir, total_bytes, kind, added_at,
+const SELECT_TORRENT: &str =
+    "SELECT infohash, name, metainfo, output_dir, total_bytes, kind, added_at,
     last_watched_at, uploaded_bytes, downloaded_bytes, share_stopped FROM torrents";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TorrentRecord> {
@@ -177,7 +178,8 @@ impl Store {
             source,
         };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -401,8 +403,13 @@ mod tests {
         s.add_transfer("a", 1500, 1000)?;
         s.add_transfer("a", 500, 0)?;
         s.upsert_torrent(&rec("a", TorrentKind::Cache, 99, None))?;
-        let r = s.torrent("a")?.ok_or(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
-        assert_eq!((r.uploaded_bytes, r.downloaded_bytes, r.added_at), (2000, 1000, 10));
+        let r = s
+            .torrent("a")?
+            .ok_or(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
+        assert_eq!(
+            (r.uploaded_bytes, r.downloaded_bytes, r.added_at),
+            (2000, 1000, 10)
+        );
         assert!((r.ratio() - 2.0).abs() < 1e-9);
         Ok(())
     }
@@ -422,7 +429,10 @@ mod tests {
         assert_eq!(s.setting("upload_limit")?.as_deref(), Some("100"));
         s.with_conn(|c| c.pragma_update(None, "user_version", 999))?;
         drop(s);
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 999, .. })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
         Ok(())
     }
 }

@@ -1,1 +1,136 @@
-fn main() {}
+//! The `kino` command: parses arguments, loads the config, runs a subcommand, and maps errors
+//! to exit codes (2 for bad input, 1 for everything else). The work lives in the library
+//! crates; the subcommands in [`cli`] only wire them together.
+
+mod cli;
+mod config;
+mod demo;
+mod format;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Kino: video on demand over BitTorrent, with no server.
+#[derive(Debug, Parser)]
+#[command(name = "kino", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, clap::Args, Clone)]
+pub struct GlobalArgs {
+    /// Data folder (database and media cache). Default: $XDG_DATA_HOME/kino.
+    #[arg(long, global = true, env = "KINO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default: $XDG_CONFIG_HOME/kino/config.toml.
+    #[arg(long, global = true, env = "KINO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// TCP port to accept peers on.
+    #[arg(long, global = true)]
+    pub listen_port: Option<u16>,
+    /// Address to accept peers on (default "::", all addresses).
+    #[arg(long, global = true)]
+    pub bind: Option<std::net::IpAddr>,
+    /// DHT bootstrap node, HOST:PORT (repeatable).
+    #[arg(long, global = true)]
+    pub dht_bootstrap: Vec<String>,
+    /// Do not use the DHT.
+    #[arg(long, global = true)]
+    pub no_dht: bool,
+    /// Do not use local service discovery (LAN multicast).
+    #[arg(long, global = true)]
+    pub no_lsd: bool,
+    /// Upload nothing at all.
+    #[arg(long, global = true)]
+    pub no_share: bool,
+    /// Upload cap in KiB/s (0: none).
+    #[arg(long, global = true, value_name = "KIB_PER_S")]
+    pub upload_limit: Option<u32>,
+    /// Stop seeding a film at this upload ratio (0: never).
+    #[arg(long, global = true)]
+    pub ratio_limit: Option<f64>,
+    /// Media cache cap in MiB (0: none).
+    #[arg(long, global = true, value_name = "MIB")]
+    pub cache_limit: Option<u64>,
+    /// Port of the local HTTP server on 127.0.0.1 (0: any).
+    #[arg(long, global = true)]
+    pub http_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a torrent of a file or folder (piece length chosen for streaming).
+    Create(cli::CreateArgs),
+    /// Seed a file, folder or .torrent until Ctrl-C.
+    Seed(cli::SeedArgs),
+    /// Stream a magnet, .torrent or infohash and serve it over HTTP.
+    Play(cli::PlayArgs),
+    /// Download a torrent whole into a folder, verify it, and exit.
+    Fetch(cli::FetchArgs),
+    /// What is cached and shared.
+    Status,
+    /// Seed the built-in demo films in one engine and stream them from another, offline.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KINO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kino=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kino")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kino: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let settings = cli::Settings::load(&cli.global)?;
+        match cli.command {
+            Command::Create(a) => cli::create(a),
+            Command::Seed(a) => cli::seed(settings, a).await,
+            Command::Play(a) => cli::play(settings, a).await,
+            Command::Fetch(a) => cli::fetch(settings, a).await,
+            Command::Status => cli::status(settings),
+            Command::Demo(a) => demo::run(settings, a).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kino: {e:#}");
+            if cli::is_user_error(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
