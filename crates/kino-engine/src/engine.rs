@@ -495,7 +495,7 @@ impl Engine {
         let entry = self.entry(ih).ok_or_else(|| {
             EngineError::NotFound(format!("torrent {} is not loaded", infohash_hex(ih)))
         })?;
-        if !entry.info.files.get(file).is_some_and(|f| !f.padding) {
+        if entry.info.files.get(file).is_none_or(|f| f.padding) {
             return Err(EngineError::NotFound(format!(
                 "no file {file} in this torrent"
             )));

@@ -114,9 +114,11 @@ pub fn join_inside(root: &Path, relative: &Path) -> Result<PathBuf, NameError> {
 mod tests {
     use super::*;
 
+    type Expect = fn(&NameError) -> bool;
+
     #[test]
     fn refuses_hostile_names() {
-        let bad: &[(&[u8], fn(&NameError) -> bool)] = &[
+        let bad: &[(&[u8], Expect)] = &[
             (b"..", |e| matches!(e, NameError::Traversal(_))),
             (b".", |e| matches!(e, NameError::Traversal(_))),
             (b"", |e| matches!(e, NameError::Empty)),

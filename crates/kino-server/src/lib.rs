@@ -160,12 +160,12 @@ async fn stream_file(
         Some(v) => match parse_range(v, len) {
             Ok(r) => r,
             Err(RangeError::Unsatisfiable) => {
-                return Ok(Response::builder()
+                return Response::builder()
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(header::CONTENT_RANGE, format!("bytes */{len}"))
                     .header(header::ACCEPT_RANGES, "bytes")
                     .body(Body::empty())
-                    .map_err(internal)?);
+                    .map_err(internal);
             }
         },
     };

@@ -308,7 +308,7 @@ async fn play_inner(
     let info = torrent.info();
     let file = match a.file {
         Some(n) => {
-            if !info.files.get(n).is_some_and(|f| !f.padding) {
+            if info.files.get(n).is_none_or(|f| f.padding) {
                 server.shutdown().await;
                 bail!(EngineError::invalid(format!(
                     "--file {n}: this torrent has files 0 to {}",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the database and the media cache live.
@@ -53,22 +53,11 @@ pub struct ShareConfig {
 }
 
 /// The local HTTP server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data_dir: None,
-            network: NetworkConfig::default(),
-            share: ShareConfig::default(),
-            http: HttpConfig::default(),
-        }
-    }
 }
 
 impl Default for NetworkConfig {
@@ -91,12 +80,6 @@ impl Default for ShareConfig {
             ratio_limit: 0.0,
             cache_limit_mib: 20 * 1024,
         }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig { port: 0 }
     }
 }
 
@@ -144,8 +127,10 @@ mod tests {
     fn example_config_is_complete_and_matches_defaults() -> anyhow::Result<()> {
         let text = include_str!("../../../config.example.toml");
         let parsed: Config = toml::from_str(text)?;
-        let mut expected = Config::default();
-        expected.data_dir = parsed.data_dir.clone();
+        let expected = Config {
+            data_dir: parsed.data_dir.clone(),
+            ..Config::default()
+        };
         assert_eq!(
             parsed, expected,
             "config.example.toml must show the defaults"
