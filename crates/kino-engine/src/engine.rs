@@ -39,6 +39,8 @@ use crate::stream::{KinoStream, StreamRegistration};
 
 /// How often transfer totals are saved and the share policy is enforced.
 pub const POLICY_INTERVAL: Duration = Duration::from_secs(2);
+/// How far ahead of each stream librqbit fetches (a constant of librqbit 9).
+pub const LIBRQBIT_STREAM_WINDOW: u64 = 32 * 1024 * 1024;
 /// Largest index (moov / Cues) Kino prefetches.
 const MAX_INDEX_PREFETCH: u64 = 64 * 1024 * 1024;
 
@@ -579,7 +581,11 @@ impl Engine {
                                     drain_at(&mut stream, r.start, len).await?;
                                 }
                                 debug!(?media, "container probed");
+                                let bitrate = media.bitrate_bps;
                                 lock(&entry.media).insert(file, media);
+                                engine
+                                    .follow_readers(&entry, file, f.len, bitrate, stream)
+                                    .await;
                                 return Ok::<_, EngineError>(());
                             }
                         }
@@ -593,6 +599,64 @@ impl Engine {
             }
             .instrument(info_span!("index_prefetch", file)),
         );
+    }
+
+    /// Sizes the read-ahead to the bitrate. librqbit fetches a fixed 32 MiB ahead of each
+    /// stream: at 8 Mbit/s that is only 33 s. When `readahead_secs` of media need more, this
+    /// keeps a companion stream parked where the players' window ends, so librqbit fetches the
+    /// next 32 MiB too. It parks there only once the players have a window's worth buffered
+    /// (or `readahead_secs / 4` seconds), so it never competes with the urgent first pieces.
+    /// Ends when the file is complete or the engine stops.
+    async fn follow_readers(
+        &self,
+        entry: &Arc<Entry>,
+        file: usize,
+        file_len: u64,
+        bitrate_bps: Option<u64>,
+        mut companion: KinoStream,
+    ) {
+        let Some(bytes_per_sec) = bitrate_bps.map(|b| b / 8).filter(|b| *b > 0) else {
+            return;
+        };
+        let want = bytes_per_sec.saturating_mul(self.inner.config.readahead_secs as u64);
+        if want <= LIBRQBIT_STREAM_WINDOW || file_len <= LIBRQBIT_STREAM_WINDOW {
+            return;
+        }
+        let min_buffer = LIBRQBIT_STREAM_WINDOW
+            .min(bytes_per_sec.saturating_mul(self.inner.config.readahead_secs as u64 / 4));
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Bounded by the file completing or the engine's cancellation (the caller selects on it).
+        loop {
+            tick.tick().await;
+            let Some(pos) = lock(&entry.positions)
+                .values()
+                .filter(|(fi, _)| *fi == file)
+                .map(|(_, p)| *p)
+                .max()
+            else {
+                continue;
+            };
+            let buffered = self.contiguous_from(entry, file, pos).unwrap_or(0);
+            if pos + buffered >= file_len {
+                if self.contiguous_from(entry, file, 0).unwrap_or(0) >= file_len {
+                    return;
+                }
+                continue;
+            }
+            let target = if buffered >= min_buffer {
+                (pos + LIBRQBIT_STREAM_WINDOW).min(file_len - 1)
+            } else {
+                pos
+            };
+            if companion.position() != target
+                && companion
+                    .seek(std::io::SeekFrom::Start(target))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Transfer figures for a torrent.

@@ -371,6 +371,9 @@ async fn play_inner(
     Ok(())
 }
 
+/// After this long with no peer and data missing, the status line says so.
+const NO_PEER_WARNING: Duration = Duration::from_secs(30);
+
 /// Prints a live status line on stderr until `until` completes.
 async fn status_loop(
     engine: &Engine,
@@ -385,11 +388,31 @@ async fn status_loop(
         Duration::from_secs(10)
     };
     let mut tick = tokio::time::interval(period);
+    let started = tokio::time::Instant::now();
+    let mut warned = false;
     tokio::pin!(until);
     loop {
         tokio::select! {
             _ = &mut until => break,
             _ = tick.tick() => {}
+        }
+        if !warned
+            && started.elapsed() > NO_PEER_WARNING
+            && let Some(t) = engine.transfer_status(ih)
+            && t.peers == 0
+            && !t.finished
+        {
+            warned = true;
+            let msg = format!(
+                "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
+                 the DHT bootstrap nodes, or your network); still trying",
+                NO_PEER_WARNING.as_secs()
+            );
+            if tty {
+                eprintln!("\r\x1b[2K{msg}");
+            } else {
+                eprintln!("{msg}");
+            }
         }
         let line = match file.and_then(|f| engine.playback_status(ih, f)) {
             Some(p) => {
