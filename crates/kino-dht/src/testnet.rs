@@ -98,8 +98,25 @@ impl LocalTestnet {
         DhtConfig::loopback(&self.bootstrap)
     }
 
-    /// Stop all nodes (same as dropping).
+    /// Stop all nodes (same as dropping). Their threads exit shortly after; use
+    /// [`Self::shutdown`] to wait until every socket is closed.
     pub fn stop(self) {
         drop(self);
+    }
+
+    /// Stop all nodes and wait, at most `wait`, until every node's UDP port is free again
+    /// (checked by binding it; polled every 20 ms). Returns how many ports were still busy.
+    pub async fn shutdown(self, wait: Duration) -> usize {
+        let addrs = self.bootstrap.clone();
+        drop(self);
+        let deadline = Instant::now() + wait;
+        let mut busy = addrs;
+        loop {
+            busy.retain(|addr| std::net::UdpSocket::bind(addr.as_str()).is_err());
+            if busy.is_empty() || Instant::now() >= deadline {
+                return busy.len();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
