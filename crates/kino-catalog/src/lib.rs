@@ -40,6 +40,7 @@ mod catalog;
 mod dir;
 mod error;
 mod key;
+pub mod library;
 mod schema;
 mod validate;
 pub mod zbase32;

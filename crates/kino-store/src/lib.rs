@@ -37,6 +37,45 @@ pub const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     );",
+    // 2: catalogs (kino-catalog): subscriptions, the catalog held per publisher with the
+    // highest seq seen, titles and their full-text index.
+    "CREATE TABLE subscriptions (
+        public_key TEXT PRIMARY KEY NOT NULL,
+        salt BLOB,
+        added_at INTEGER NOT NULL,
+        last_refresh_at INTEGER,
+        last_error TEXT
+    );
+    CREATE TABLE catalogs (
+        public_key TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL,
+        highest_seq_seen INTEGER NOT NULL,
+        sha256 BLOB NOT NULL,
+        infohash TEXT NOT NULL,
+        publisher_name TEXT NOT NULL,
+        publisher_description TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        seeders_seen INTEGER NOT NULL DEFAULT 0,
+        folder TEXT NOT NULL,
+        signed_pointer BLOB
+    );
+    CREATE TABLE titles (
+        public_key TEXT NOT NULL,
+        id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        year INTEGER,
+        synopsis TEXT NOT NULL,
+        genres TEXT NOT NULL,
+        runtime_minutes INTEGER,
+        poster TEXT,
+        licence TEXT NOT NULL,
+        entry_json TEXT NOT NULL,
+        PRIMARY KEY (public_key, id)
+    );
+    CREATE VIRTUAL TABLE titles_fts USING fts5(
+        title, synopsis, genres, public_key UNINDEXED, id UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );",
 ];
 
 /// Errors from the store.
