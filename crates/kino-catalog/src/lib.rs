@@ -41,6 +41,7 @@ mod dir;
 mod error;
 mod key;
 pub mod library;
+pub mod sync;
 mod schema;
 mod validate;
 pub mod zbase32;

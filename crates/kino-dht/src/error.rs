@@ -131,6 +131,15 @@ pub enum DhtError {
         after: Duration,
     },
 
+    /// Announcing this node as a peer of a torrent failed.
+    #[error("announcing as a peer of {infohash} failed: {reason}")]
+    Announce {
+        /// Hex infohash.
+        infohash: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The local cache holds its maximum number of entries.
     #[error("the pointer cache is full ({capacity} entries); forget unused publishers first")]
     CacheFull {

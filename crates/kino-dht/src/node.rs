@@ -11,6 +11,8 @@ use mainline::errors::{ConcurrencyError, PutMutableError};
 use mainline::{Dht, Id};
 use tokio::time::Instant;
 
+mod peers;
+
 use crate::DhtError;
 use crate::address::{PointerAddress, normalize_salt};
 use crate::cache::{CacheOutcome, DEFAULT_CACHE_CAPACITY, PointerCache, judge};

@@ -355,10 +355,30 @@ impl Engine {
         source: &TorrentSource,
         opts: AddOptions,
     ) -> Result<Torrent, EngineError> {
+        self.add_capped(source, opts, None).await
+    }
+
+    /// [`Engine::add`], refusing torrents larger than `max_total_bytes` (checked on the
+    /// metainfo, before any piece is fetched): catalogs and update repositories are small, and
+    /// a hostile pointer must not make Kino download a film.
+    pub async fn add_capped(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+        max_total_bytes: Option<u64>,
+    ) -> Result<Torrent, EngineError> {
         if let Some(entry) = self.entry(&source.infohash()) {
             return Ok(Torrent { entry });
         }
         let (info, mut seen) = self.resolve(source, &opts.peers).await?;
+        if let Some(max) = max_total_bytes
+            && info.total_len > max
+        {
+            return Err(EngineError::invalid(format!(
+                "torrent {} is {} bytes, more than the {max} allowed here",
+                info.name, info.total_len
+            )));
+        }
         let hex = infohash_hex(&info.infohash);
         let (kind, output_dir) = match &opts.placement {
             Placement::Cache => (TorrentKind::Cache, self.inner.media_dir.join(&hex)),
@@ -869,6 +889,24 @@ impl Engine {
         self.inner.tasks.wait().await;
         self.inner.session.stop().await;
         lock(&self.inner.torrents).clear();
+    }
+
+    /// Stops managing a torrent and forgets it in the database. Files are left in place
+    /// (the caller owns them); a torrent in use is refused.
+    pub async fn forget(&self, ih: &Id20) -> Result<(), EngineError> {
+        if let Some(entry) = self.entry(ih) {
+            if entry.in_use() {
+                return Err(EngineError::invalid("the torrent is playing; stop it first"));
+            }
+            lock(&self.inner.torrents).remove(ih);
+            self.inner
+                .session
+                .delete(TorrentIdOrHash::Hash(*ih), false)
+                .await
+                .map_err(|e| EngineError::session("cannot remove torrent", e))?;
+        }
+        self.inner.store.remove_torrent(&infohash_hex(ih))?;
+        Ok(())
     }
 
     /// Media folder (cache).

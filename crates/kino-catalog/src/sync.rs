@@ -1,0 +1,392 @@
+//! Publishing and subscribing over the DHT and the swarm.
+//!
+//! Publisher: sign the catalog folder, stage exactly the files it references, make a torrent of
+//! them, seed it, and put a signed BEP 44 pointer `{ih: infohash}` with `seq` = the catalog's
+//! seq under the publisher's key; announce as a peer of the torrent on the same DHT.
+//!
+//! Subscriber ([`CatalogSync::refresh`]): resolve the pointer (highest valid seq among the
+//! answers), refuse a seq below the highest ever accepted (kept in SQLite), find the torrent's
+//! peers through the DHT, download it (size-capped before any piece is fetched), verify the
+//! detached signature with the subscribed key, check that the catalog's seq is the pointer's,
+//! apply the same-seq rule, check every asset, and index it. The catalog torrent keeps seeding
+//! (the share policy applies) and the publisher's signed item is stored to be republished
+//! unchanged, so the catalog stays reachable while its publisher is offline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kino_dht::{DhtError, PointerDht, SignedPointer};
+use kino_engine::{AddOptions, Engine, EngineError, Placement, TorrentSource, infohash_hex};
+use kino_store::{Store, StoreError};
+use tracing::{info, warn};
+
+use crate::library::{self, Provenance};
+use crate::{
+    CatalogError, PublisherKey, PublisherSecretKey, VerifiedCatalog, asset_refs,
+    check_assets, check_successor, load_catalog_dir, sign_catalog_dir,
+};
+
+/// Largest catalog torrent a subscriber downloads (catalog.json cap plus posters/subtitles).
+pub const MAX_CATALOG_TORRENT_BYTES: u64 = 256 * 1024 * 1024;
+/// How long a refresh waits for the catalog torrent to download.
+pub const CATALOG_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer lookup collects answers.
+const PEER_LOOKUP: Duration = Duration::from_secs(5);
+
+/// Errors of publishing and refreshing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The catalog itself is invalid, forged, or a rollback.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The DHT failed.
+    #[error(transparent)]
+    Dht(#[from] DhtError),
+    /// The swarm engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Nothing was found on the DHT for this publisher.
+    #[error("no catalog found on the DHT for {0}: the publisher may never have published, or no node holds the item")]
+    NotFound(String),
+    /// The DHT offers an older catalog than one already accepted.
+    #[error("refused: the DHT offers seq {offered} for {address}, below seq {held} already accepted (rollback)")]
+    Rollback {
+        /// Publisher address.
+        address: String,
+        /// Offered seq.
+        offered: u64,
+        /// Highest seq accepted before.
+        held: u64,
+    },
+    /// The catalog does not match the pointer that named it.
+    #[error("refused: {0}")]
+    Mismatch(String),
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SyncError {
+    let context = context.into();
+    move |source| SyncError::Io { context, source }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The catalog's seq (also the pointer's).
+    pub seq: u64,
+    /// Infohash of the catalog torrent.
+    pub infohash: String,
+    /// Nodes that stored the pointer.
+    pub stored_at: u32,
+    /// Number of titles.
+    pub titles: usize,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The held catalog is current.
+    Unchanged {
+        /// Its seq.
+        seq: u64,
+    },
+    /// A newer catalog was verified and indexed.
+    Updated {
+        /// The new seq.
+        seq: u64,
+        /// Titles in it.
+        titles: usize,
+        /// Publisher name.
+        publisher: String,
+    },
+}
+
+/// Publisher and subscriber operations over one engine and one DHT node.
+#[derive(Clone)]
+pub struct CatalogSync {
+    engine: Engine,
+    dht: PointerDht,
+    store: Arc<Store>,
+    data_dir: PathBuf,
+}
+
+impl CatalogSync {
+    /// Uses `engine` for the swarm, `dht` for pointers and peers, and keeps catalog folders
+    /// under `data_dir/catalogs` and staged publications under `data_dir/publish`.
+    pub fn new(engine: Engine, dht: PointerDht, store: Arc<Store>, data_dir: &Path) -> Self {
+        CatalogSync {
+            engine,
+            dht,
+            store,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The DHT node.
+    pub fn dht(&self) -> &PointerDht {
+        &self.dht
+    }
+
+    fn listen_port(&self) -> Option<u16> {
+        self.engine.listen_addr().map(|a| a.port())
+    }
+
+    async fn announce(&self, infohash: [u8; 20]) {
+        if let Some(port) = self.listen_port()
+            && let Err(e) = self.dht.announce_peer(infohash, port).await
+        {
+            warn!(error = %e, "announce");
+        }
+    }
+
+    /// Signs `dir`, seeds it as a torrent and puts the pointer. Keep the process running (and
+    /// call [`CatalogSync::republish`] periodically) so that the catalog stays reachable.
+    pub async fn publish(&self, key: &PublisherSecretKey, dir: &Path) -> Result<Published, SyncError> {
+        let signed = sign_catalog_dir(dir, key)?;
+        let cat = &signed.catalog;
+        let seq = cat.seq();
+        // Stage exactly the catalog's files, so nothing else in the folder is shared.
+        let stage_root = self
+            .data_dir
+            .join("publish")
+            .join(key.public_key().to_hex())
+            .join(format!("seq-{seq}"));
+        let stage = stage_root.join("catalog");
+        if stage_root.exists() {
+            std::fs::remove_dir_all(&stage_root).map_err(io("cannot clear the staging folder"))?;
+        }
+        std::fs::create_dir_all(&stage).map_err(io("cannot create the staging folder"))?;
+        let mut files: Vec<String> = vec![crate::CATALOG_JSON.into(), crate::CATALOG_SIG.into()];
+        files.extend(asset_refs(cat.catalog()).into_iter().map(|a| a.path.to_owned()));
+        files.sort();
+        files.dedup();
+        for rel in &files {
+            let to = stage.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io("cannot stage the catalog"))?;
+            }
+            std::fs::copy(dir.join(rel), &to).map_err(io(format!("cannot stage {rel}")))?;
+        }
+        let created = kino_engine::create::create_torrent(&stage, None, |_, _| {})?;
+        let ih = created.info.infohash;
+        let torrent = self
+            .engine
+            .add(
+                &TorrentSource::Metainfo(created.info.clone()),
+                AddOptions {
+                    peers: Vec::new(),
+                    placement: Placement::SeedFrom(created.content_root.clone()),
+                },
+            )
+            .await?;
+        torrent.wait_until_completed().await?;
+        let seq_i64 = i64::try_from(seq).map_err(|_| SyncError::Mismatch("seq too large".into()))?;
+        let published = self
+            .dht
+            .publish(key.signing_key(), None, ih.0, seq_i64, None)
+            .await?;
+        self.announce(ih.0).await;
+        info!(seq, stored_at = published.stored_at, "catalog published");
+        Ok(Published {
+            seq,
+            infohash: infohash_hex(&ih),
+            stored_at: published.stored_at,
+            titles: cat.catalog().titles.len(),
+        })
+    }
+
+    /// Resolves, downloads, verifies and indexes the newest catalog of a subscribed publisher.
+    pub async fn refresh(&self, key: &PublisherKey, salt: Option<&[u8]>) -> Result<Refreshed, SyncError> {
+        let result = self.refresh_inner(key, salt).await;
+        let err = result.as_ref().err().map(|e| e.to_string());
+        library::record_refresh(&self.store, key, err.as_deref())?;
+        result
+    }
+
+    async fn refresh_inner(&self, key: &PublisherKey, salt: Option<&[u8]>) -> Result<Refreshed, SyncError> {
+        let address = key.address();
+        let held = library::held(&self.store, key)?;
+        let pointer = self
+            .dht
+            .resolve(&key.to_bytes(), salt)
+            .await?
+            .ok_or_else(|| SyncError::NotFound(address.clone()))?;
+        let item = pointer.pointer.clone();
+        let offered = u64::try_from(pointer.seq())
+            .map_err(|_| SyncError::Mismatch(format!("negative seq {} on the DHT", pointer.seq())))?;
+        let ih = pointer.infohash();
+        let ih_hex = hex_of(&ih);
+        if let Some(h) = &held {
+            if offered < h.highest_seq_seen {
+                return Err(SyncError::Rollback {
+                    address,
+                    offered,
+                    held: h.highest_seq_seen,
+                });
+            }
+            if offered == h.seq && ih_hex == h.infohash {
+                library::set_signed_pointer(&self.store, key, &item.to_bytes())?;
+                self.keep_seeding(h).await;
+                return Ok(Refreshed::Unchanged { seq: offered });
+            }
+        }
+        let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
+        let folder_root = self.data_dir.join("catalogs").join(key.to_hex()).join(&ih_hex);
+        std::fs::create_dir_all(&folder_root).map_err(io("cannot create the catalog folder"))?;
+        let source = TorrentSource::InfoHash(kino_engine::Id20::new(ih));
+        let torrent = self
+            .engine
+            .add_capped(
+                &source,
+                AddOptions {
+                    peers: peers.clone(),
+                    placement: Placement::Download(folder_root.clone()),
+                },
+                Some(MAX_CATALOG_TORRENT_BYTES),
+            )
+            .await?;
+        tokio::time::timeout(CATALOG_DOWNLOAD_TIMEOUT, torrent.wait_until_completed())
+            .await
+            .map_err(|_| {
+                EngineError::Timeout(format!(
+                    "the catalog torrent did not download within {} s",
+                    CATALOG_DOWNLOAD_TIMEOUT.as_secs()
+                ))
+            })??;
+        let info = torrent.info();
+        let folder = if info.single_file {
+            folder_root.clone()
+        } else {
+            folder_root.join(&info.name)
+        };
+        let verified = match self.verify_folder(key, &folder, offered, held.as_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                // Nothing of a refused catalog is kept: not indexed, not seeded.
+                let _ = self.engine.forget(&torrent.infohash()).await;
+                let _ = std::fs::remove_dir_all(&folder_root);
+                return Err(e);
+            }
+        };
+        let seeders = self
+            .engine
+            .transfer_status(&torrent.infohash())
+            .map_or(peers.len() as u32, |t| t.peers.max(peers.len() as u32));
+        library::index(
+            &self.store,
+            &verified,
+            Provenance {
+                infohash: &ih_hex,
+                folder: &folder.to_string_lossy(),
+                seeders_seen: seeders,
+                signed_pointer: Some(&item.to_bytes()),
+            },
+        )?;
+        // The previous version is no longer needed.
+        if let Some(h) = held
+            && h.infohash != ih_hex
+        {
+            if let Some(old) = kino_engine::parse_infohash(&h.infohash) {
+                let _ = self.engine.forget(&old).await;
+            }
+            let old_root = self.data_dir.join("catalogs").join(key.to_hex()).join(&h.infohash);
+            let _ = std::fs::remove_dir_all(old_root);
+        }
+        self.announce(ih).await;
+        if let Err(e) = self.dht.publish_signed(&item).await {
+            warn!(error = %e, "republishing the publisher's item");
+        }
+        let c = verified.catalog();
+        Ok(Refreshed::Updated {
+            seq: offered,
+            titles: c.titles.len(),
+            publisher: c.publisher.name.clone(),
+        })
+    }
+
+    fn verify_folder(
+        &self,
+        key: &PublisherKey,
+        folder: &Path,
+        pointer_seq: u64,
+        held: Option<&library::HeldCatalog>,
+    ) -> Result<VerifiedCatalog, SyncError> {
+        let (unverified, sig) = load_catalog_dir(folder)?;
+        let verified = unverified.verify(key, &sig, held.map(|h| h.highest_seq_seen))?;
+        if verified.seq() != pointer_seq {
+            return Err(SyncError::Mismatch(format!(
+                "the catalog says seq {} but its DHT pointer says seq {pointer_seq}",
+                verified.seq()
+            )));
+        }
+        if let Some(h) = held {
+            // Refuses the same seq with other content; a lower seq was refused above.
+            check_successor(h.version(), verified.version())?;
+        }
+        check_assets(folder, verified.catalog())?;
+        Ok(verified)
+    }
+
+    /// Makes sure a held catalog's torrent is seeding in this engine.
+    async fn keep_seeding(&self, h: &library::HeldCatalog) {
+        let Some(ih) = kino_engine::parse_infohash(&h.infohash) else {
+            return;
+        };
+        if self.engine.torrent(&ih).is_none() {
+            let root = self
+                .data_dir
+                .join("catalogs")
+                .join(&h.public_key)
+                .join(&h.infohash);
+            let r = self
+                .engine
+                .add_capped(
+                    &TorrentSource::InfoHash(ih),
+                    AddOptions {
+                        peers: Vec::new(),
+                        placement: Placement::Download(root),
+                    },
+                    Some(MAX_CATALOG_TORRENT_BYTES),
+                )
+                .await;
+            if let Err(e) = r {
+                warn!(error = %e, "seeding a held catalog");
+            }
+        }
+        self.announce(ih.0).await;
+    }
+
+    /// Republishes every held catalog's signed DHT item unchanged, announces this node as a
+    /// peer of each catalog torrent, and makes sure each is seeding. Returns how many items
+    /// were put.
+    pub async fn republish(&self) -> Result<usize, SyncError> {
+        let mut n = 0;
+        for h in library::held_catalogs(&self.store)? {
+            self.keep_seeding(&h).await;
+            let Some(bytes) = &h.signed_pointer else { continue };
+            match SignedPointer::from_bytes(bytes) {
+                Ok(item) => match self.dht.publish_signed(&item).await {
+                    Ok(_) => n += 1,
+                    Err(e) => warn!(error = %e, publisher = %h.publisher_name, "republish"),
+                },
+                Err(e) => warn!(error = %e, "stored item is invalid"),
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn hex_of(ih: &[u8; 20]) -> String {
+    infohash_hex(&kino_engine::Id20::new(*ih))
+}
