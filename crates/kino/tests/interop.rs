@@ -275,7 +275,19 @@ fn assert_range_get(
         None => format!("bytes={start}-"),
     };
     let last = end.unwrap_or(expected.len() - 1);
-    let r = http_get(url, Some(&spec)).with_context(|| who.diag())?;
+    assert_range_spec(url, expected, &spec, start, last, who)
+}
+
+/// Asserts the `Range: SPEC` response is 206 with exactly source bytes `start..=last`.
+fn assert_range_spec(
+    url: &str,
+    expected: &[u8],
+    spec: &str,
+    start: usize,
+    last: usize,
+    who: &mut Proc,
+) -> anyhow::Result<()> {
+    let r = http_get(url, Some(spec)).with_context(|| who.diag())?;
     ensure!(
         r.status == 206,
         "GET {url} Range {spec}: status {} (expected 206)\n{}",
@@ -470,6 +482,9 @@ fn lt_seeds_kino_streams_case(
         play_args,
         tmp.join("kino-play-magnet.log"),
     )?;
+    // A suffix range (the last 4321 bytes) before anything else: the tail piece comes first.
+    let n = source.len();
+    assert_range_spec(&url, &source, "bytes=-4321", n - 4321, n - 1, &mut play)?;
     assert_range_get(&url, &source, mid + 12_345, Some(mid + 654_321), &mut play)?;
     assert_full_get(&url, &source, &mut play)?;
     play.ensure_running()?;
