@@ -27,7 +27,8 @@ pub const DEFAULT_REPUBLISH_INTERVAL: Duration = Duration::from_secs(50 * 60);
 /// Republisher settings.
 #[derive(Clone, Debug)]
 pub struct RepublishConfig {
-    /// Time between the starts of two rounds. Default 50 minutes. The first round starts at once.
+    /// Time from the end of one round to the start of the next. Default 50 minutes.
+    /// The first round starts at once.
     pub interval: Duration,
     /// At most this many addresses are republished per round (the rest wait). Default 1024.
     pub max_items: usize,
@@ -126,10 +127,10 @@ impl RepublisherHandle {
     /// Cancel the task and wait for it to end (at most the current put/resolve in flight).
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            if let Err(error) = task.await {
-                tracing::warn!(%error, "republisher task ended abnormally");
-            }
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+        {
+            tracing::warn!(%error, "republisher task ended abnormally");
         }
     }
 }
