@@ -84,6 +84,15 @@ impl fmt::Debug for PublisherKey {
     }
 }
 
+impl PublisherKey {
+    /// Parses the 64-hex form of [`PublisherKey::to_hex`] (how the database stores keys).
+    pub fn from_hex(s: &str) -> Result<Self, AddressError> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| AddressError::NotAnAddress(s.into()))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
 impl FromStr for PublisherKey {
     type Err = AddressError;
 

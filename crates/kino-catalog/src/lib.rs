@@ -41,8 +41,8 @@ mod dir;
 mod error;
 mod key;
 pub mod library;
-pub mod sync;
 mod schema;
+pub mod sync;
 mod validate;
 pub mod zbase32;
 

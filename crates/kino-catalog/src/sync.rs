@@ -23,8 +23,8 @@ use tracing::{info, warn};
 
 use crate::library::{self, Provenance};
 use crate::{
-    CatalogError, PublisherKey, PublisherSecretKey, VerifiedCatalog, asset_refs,
-    check_assets, check_successor, load_catalog_dir, sign_catalog_dir,
+    CatalogError, PublisherKey, PublisherSecretKey, VerifiedCatalog, asset_refs, check_assets,
+    check_successor, load_catalog_dir, sign_catalog_dir,
 };
 
 /// Largest catalog torrent a subscriber downloads (catalog.json cap plus posters/subtitles).
@@ -50,10 +50,14 @@ pub enum SyncError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Nothing was found on the DHT for this publisher.
-    #[error("no catalog found on the DHT for {0}: the publisher may never have published, or no node holds the item")]
+    #[error(
+        "no catalog found on the DHT for {0}: the publisher may never have published, or no node holds the item"
+    )]
     NotFound(String),
     /// The DHT offers an older catalog than one already accepted.
-    #[error("refused: the DHT offers seq {offered} for {address}, below seq {held} already accepted (rollback)")]
+    #[error(
+        "refused: the DHT offers seq {offered} for {address}, below seq {held} already accepted (rollback)"
+    )]
     Rollback {
         /// Publisher address.
         address: String,
@@ -152,7 +156,11 @@ impl CatalogSync {
 
     /// Signs `dir`, seeds it as a torrent and puts the pointer. Keep the process running (and
     /// call [`CatalogSync::republish`] periodically) so that the catalog stays reachable.
-    pub async fn publish(&self, key: &PublisherSecretKey, dir: &Path) -> Result<Published, SyncError> {
+    pub async fn publish(
+        &self,
+        key: &PublisherSecretKey,
+        dir: &Path,
+    ) -> Result<Published, SyncError> {
         let signed = sign_catalog_dir(dir, key)?;
         let cat = &signed.catalog;
         let seq = cat.seq();
@@ -168,7 +176,11 @@ impl CatalogSync {
         }
         std::fs::create_dir_all(&stage).map_err(io("cannot create the staging folder"))?;
         let mut files: Vec<String> = vec![crate::CATALOG_JSON.into(), crate::CATALOG_SIG.into()];
-        files.extend(asset_refs(cat.catalog()).into_iter().map(|a| a.path.to_owned()));
+        files.extend(
+            asset_refs(cat.catalog())
+                .into_iter()
+                .map(|a| a.path.to_owned()),
+        );
         files.sort();
         files.dedup();
         for rel in &files {
@@ -191,7 +203,8 @@ impl CatalogSync {
             )
             .await?;
         torrent.wait_until_completed().await?;
-        let seq_i64 = i64::try_from(seq).map_err(|_| SyncError::Mismatch("seq too large".into()))?;
+        let seq_i64 =
+            i64::try_from(seq).map_err(|_| SyncError::Mismatch("seq too large".into()))?;
         let published = self
             .dht
             .publish(key.signing_key(), None, ih.0, seq_i64, None)
@@ -207,14 +220,22 @@ impl CatalogSync {
     }
 
     /// Resolves, downloads, verifies and indexes the newest catalog of a subscribed publisher.
-    pub async fn refresh(&self, key: &PublisherKey, salt: Option<&[u8]>) -> Result<Refreshed, SyncError> {
+    pub async fn refresh(
+        &self,
+        key: &PublisherKey,
+        salt: Option<&[u8]>,
+    ) -> Result<Refreshed, SyncError> {
         let result = self.refresh_inner(key, salt).await;
         let err = result.as_ref().err().map(|e| e.to_string());
         library::record_refresh(&self.store, key, err.as_deref())?;
         result
     }
 
-    async fn refresh_inner(&self, key: &PublisherKey, salt: Option<&[u8]>) -> Result<Refreshed, SyncError> {
+    async fn refresh_inner(
+        &self,
+        key: &PublisherKey,
+        salt: Option<&[u8]>,
+    ) -> Result<Refreshed, SyncError> {
         let address = key.address();
         let held = library::held(&self.store, key)?;
         let pointer = self
@@ -223,8 +244,9 @@ impl CatalogSync {
             .await?
             .ok_or_else(|| SyncError::NotFound(address.clone()))?;
         let item = pointer.pointer.clone();
-        let offered = u64::try_from(pointer.seq())
-            .map_err(|_| SyncError::Mismatch(format!("negative seq {} on the DHT", pointer.seq())))?;
+        let offered = u64::try_from(pointer.seq()).map_err(|_| {
+            SyncError::Mismatch(format!("negative seq {} on the DHT", pointer.seq()))
+        })?;
         let ih = pointer.infohash();
         let ih_hex = hex_of(&ih);
         if let Some(h) = &held {
@@ -242,7 +264,11 @@ impl CatalogSync {
             }
         }
         let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let folder_root = self.data_dir.join("catalogs").join(key.to_hex()).join(&ih_hex);
+        let folder_root = self
+            .data_dir
+            .join("catalogs")
+            .join(key.to_hex())
+            .join(&ih_hex);
         std::fs::create_dir_all(&folder_root).map_err(io("cannot create the catalog folder"))?;
         let source = TorrentSource::InfoHash(kino_engine::Id20::new(ih));
         let torrent = self
@@ -300,7 +326,11 @@ impl CatalogSync {
             if let Some(old) = kino_engine::parse_infohash(&h.infohash) {
                 let _ = self.engine.forget(&old).await;
             }
-            let old_root = self.data_dir.join("catalogs").join(key.to_hex()).join(&h.infohash);
+            let old_root = self
+                .data_dir
+                .join("catalogs")
+                .join(key.to_hex())
+                .join(&h.infohash);
             let _ = std::fs::remove_dir_all(old_root);
         }
         self.announce(ih).await;
@@ -374,7 +404,9 @@ impl CatalogSync {
         let mut n = 0;
         for h in library::held_catalogs(&self.store)? {
             self.keep_seeding(&h).await;
-            let Some(bytes) = &h.signed_pointer else { continue };
+            let Some(bytes) = &h.signed_pointer else {
+                continue;
+            };
             match SignedPointer::from_bytes(bytes) {
                 Ok(item) => match self.dht.publish_signed(&item).await {
                     Ok(_) => n += 1,

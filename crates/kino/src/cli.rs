@@ -45,6 +45,16 @@ impl Settings {
         } else {
             g.dht_bootstrap.clone()
         };
+        for b in &engine.dht_bootstrap {
+            let port_ok = b
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                bail!(EngineError::invalid(format!(
+                    "--dht-bootstrap {b:?}: expected HOST:PORT"
+                )));
+            }
+        }
         engine.local_discovery = net.local_discovery && !g.no_lsd;
         let s = &cfg.share;
         let upload = g.upload_limit.unwrap_or(s.upload_limit_kib);
@@ -67,7 +77,8 @@ impl Settings {
         })
     }
 
-    fn open_store(&self) -> anyhow::Result<Arc<Store>> {
+    /// Opens the database in the data folder.
+    pub fn open_store(&self) -> anyhow::Result<Arc<Store>> {
         let dir = &self.engine.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data folder {}", dir.display()))?;

@@ -2,6 +2,7 @@
 //! to exit codes (2 for bad input, 1 for everything else). The work lives in the library
 //! crates; the subcommands in [`cli`] only wire them together.
 
+mod catalogs;
 mod cli;
 mod config;
 mod demo;
@@ -19,8 +20,11 @@ pub struct Cli {
     /// Global options.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// How often the running app (no subcommand) refreshes subscriptions, in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
+    refresh_interval: u64,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// Options every subcommand takes.
@@ -78,6 +82,36 @@ enum Command {
     Status,
     /// Seed the built-in demo films in one engine and stream them from another, offline.
     Demo(demo::DemoArgs),
+    /// Make a publisher key file (mode 0600; never overwrites).
+    Keygen {
+        /// Where to write the key.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
+    /// Publisher keys.
+    #[command(subcommand)]
+    Key(catalogs::KeyCommand),
+    /// Sign and publish a catalog folder; keeps seeding and republishing until Ctrl-C.
+    Publish(catalogs::PublishArgs),
+    /// Subscribe to a publisher (kino:... address or magnet:?xs=urn:btpk:...) and fetch its catalog.
+    Subscribe {
+        /// The publisher address or magnet link.
+        target: String,
+    },
+    /// Forget a publisher and its titles.
+    Unsubscribe {
+        /// The publisher address.
+        address: String,
+    },
+    /// List subscribed catalogs.
+    Catalogs,
+    /// Fetch the newest version of every subscribed catalog.
+    Refresh,
+    /// Search the titles of subscribed catalogs.
+    Search(catalogs::SearchArgs),
+    /// DHT tools.
+    #[command(subcommand)]
+    Dht(catalogs::DhtCommand),
 }
 
 fn main() -> ExitCode {
@@ -112,13 +146,28 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let settings = cli::Settings::load(&cli.global)?;
-        match cli.command {
+        let Some(command) = cli.command else {
+            let every = std::time::Duration::from_secs(cli.refresh_interval.max(1));
+            return catalogs::run_app(settings, every).await;
+        };
+        match command {
             Command::Create(a) => cli::create(a),
             Command::Seed(a) => cli::seed(settings, a).await,
             Command::Play(a) => cli::play(settings, a).await,
             Command::Fetch(a) => cli::fetch(settings, a).await,
             Command::Status => cli::status(settings),
             Command::Demo(a) => demo::run(settings, a).await,
+            Command::Keygen { output } => catalogs::keygen(output),
+            Command::Key(catalogs::KeyCommand::Show { file }) => catalogs::key_show(file),
+            Command::Publish(a) => catalogs::publish(settings, a).await,
+            Command::Subscribe { target } => catalogs::subscribe(settings, target).await,
+            Command::Unsubscribe { address } => catalogs::unsubscribe(settings, address),
+            Command::Catalogs => catalogs::catalogs(settings),
+            Command::Refresh => catalogs::refresh(settings).await,
+            Command::Search(a) => catalogs::search(settings, a),
+            Command::Dht(catalogs::DhtCommand::Testnet { nodes, port }) => {
+                catalogs::dht_testnet(nodes, port, settings.engine.dht_bootstrap.clone()).await
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

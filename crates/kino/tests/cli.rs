@@ -564,6 +564,23 @@ fn malformed_inputs_exit_2() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A refused `--file` leaves nothing behind: no database row, no cache folder.
+#[test]
+#[ignore = "Kino bug: `play --file 99` exits 2 but leaves a `cached` row and media/<infohash>/; see the report"]
+fn refused_file_index_leaves_no_trace() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film = make_film(root, "valid.mp4", 600 * 1024, 2)?;
+    let data = root.join("data");
+    let mut c = kino_quiet(&data);
+    c.arg("play").arg(&film.torrent).args(["--file", "99"]);
+    assert_user_error(&run_bounded(c, QUICK)?, "play --file 99", false);
+    let rows = status(&data)?;
+    assert!(rows.is_empty(), "a refused play was recorded: {rows:?}");
+    assert!(!data.join("media").join(&film.infohash).exists());
+    Ok(())
+}
+
 /// Broken piece layouts in an otherwise well-formed info dict.
 #[test]
 #[ignore = "Kino bug: piece length 0 panics (exit 101) and a bad `pieces` length is accepted; see the report"]

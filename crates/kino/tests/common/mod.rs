@@ -95,7 +95,11 @@ impl KinoProcess {
     }
 
     /// Waits (bounded) for a stdout line satisfying `pred`.
-    pub fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    pub fn wait_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -163,7 +167,9 @@ pub fn lt_peer() -> anyhow::Result<Command> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        bail!("python3-libtorrent is not installed under /usr/bin/python3: run scripts/install-test-deps");
+        bail!(
+            "python3-libtorrent is not installed under /usr/bin/python3: run scripts/install-test-deps"
+        );
     }
     let mut c = Command::new("/usr/bin/python3");
     c.arg(repo_root().join("tests/interop/lt_peer.py"));
@@ -195,6 +201,10 @@ pub fn engine_addr(e: &kino_engine::Engine) -> anyhow::Result<SocketAddr> {
 /// Stops an engine and asserts that no background task outlived it.
 pub async fn shutdown_checked(e: kino_engine::Engine) -> anyhow::Result<()> {
     e.shutdown().await;
-    anyhow::ensure!(e.task_count() == 0, "{} engine tasks outlived shutdown", e.task_count());
+    anyhow::ensure!(
+        e.task_count() == 0,
+        "{} engine tasks outlived shutdown",
+        e.task_count()
+    );
     Ok(())
 }
