@@ -3,7 +3,8 @@
 //! ## Invariants
 //! - Every torrent the engine manages is in `torrents` and in the database; a cache torrent's
 //!   files live in `media/<infohash>/` and nowhere else.
-//! - A torrent with an open stream or a live [`PlayGuard`] is never evicted or paused.
+//! - A torrent with an open stream or a live [`PlayGuard`] is never evicted; one with an open
+//!   stream is never paused by the ratio limit.
 //! - Stream slots (`max_streams`) are always fewer than librqbit's blocking-I/O permits, by
 //!   [`RESERVED_IO_PERMITS`]: open streams cannot stop disk writes or uploads.
 //! - Every background task is spawned on `tasks` with the engine's cancellation token;
@@ -140,7 +141,7 @@ impl Torrent {
     }
 }
 
-/// Keeps a torrent from being evicted or paused while a player is on it.
+/// Keeps a torrent from being evicted while a player is on it.
 pub struct PlayGuard {
     entry: Arc<Entry>,
 }
@@ -380,7 +381,12 @@ impl Engine {
             )));
         }
         let hex = infohash_hex(&info.infohash);
+        let known = self.inner.store.torrent(&hex)?;
         let (kind, output_dir) = match &opts.placement {
+            // Files Kino already has (a cache entry, a fetched or seeded copy) are reused.
+            Placement::Cache if known.is_some() => known
+                .map(|r| (r.kind, r.output_dir))
+                .unwrap_or((TorrentKind::Cache, self.inner.media_dir.join(&hex))),
             Placement::Cache => (TorrentKind::Cache, self.inner.media_dir.join(&hex)),
             Placement::SeedFrom(root) => (TorrentKind::Seed, root.clone()),
             Placement::Download(dir) if info.single_file => (TorrentKind::Seed, dir.clone()),
@@ -499,8 +505,8 @@ impl Engine {
         Ok(n)
     }
 
-    /// Keeps a torrent from eviction and ratio stop while a player uses it, and records it as
-    /// watched now.
+    /// Keeps a torrent from eviction while a player uses it, and records it as watched now.
+    /// (Ratio stop waits only for open streams to close.)
     pub fn play_guard(&self, ih: &Id20) -> Result<PlayGuard, EngineError> {
         let entry = self
             .entry(ih)
@@ -782,15 +788,20 @@ impl Engine {
             };
             let hex = infohash_hex(&entry.info.infohash);
             self.inner.store.add_transfer(&hex, du, dd)?;
-            let Some(limit) = ratio_limit else { continue };
             let Some(rec) = self.inner.store.torrent(&hex)? else {
                 continue;
             };
-            if rec.share_stopped || !stats.finished || entry.in_use() {
+            // Ratio stop waits for open streams to end (a play guard only protects from eviction).
+            if !stats.finished
+                || entry.open_streams.load(Ordering::SeqCst) > 0
+                || entry.handle.is_paused()
+            {
                 continue;
             }
-            if rec.ratio() >= limit {
-                info!(name = %rec.name, ratio = rec.ratio(), "ratio limit reached; sharing stopped");
+            // Stopped earlier (and played again since), or the ratio limit is reached now.
+            let reached = ratio_limit.is_some_and(|limit| rec.ratio() >= limit);
+            if rec.share_stopped || reached {
+                info!(name = %rec.name, ratio = rec.ratio(), "sharing stopped (ratio limit)");
                 self.inner
                     .session
                     .pause(&entry.handle)
@@ -896,7 +907,9 @@ impl Engine {
     pub async fn forget(&self, ih: &Id20) -> Result<(), EngineError> {
         if let Some(entry) = self.entry(ih) {
             if entry.in_use() {
-                return Err(EngineError::invalid("the torrent is playing; stop it first"));
+                return Err(EngineError::invalid(
+                    "the torrent is playing; stop it first",
+                ));
             }
             lock(&self.inner.torrents).remove(ih);
             self.inner
