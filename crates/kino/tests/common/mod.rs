@@ -53,7 +53,9 @@ pub fn kino(data_dir: &Path) -> Command {
     c.arg("--data-dir")
         .arg(data_dir)
         .args(["--no-dht", "--no-lsd", "--bind", "127.0.0.1"])
-        .env("KINO_CONFIG", data_dir.join("no-such-config.toml"))
+        // No user config: the default config path (under XDG_CONFIG_HOME) does not exist.
+        .env("XDG_CONFIG_HOME", data_dir.join("config-home"))
+        .env_remove("KINO_CONFIG")
         .env_remove("KINO_DATA_DIR")
         .env("KINO_LOG", "warn,kino=info,kino_engine=debug");
     c
@@ -207,4 +209,26 @@ pub async fn shutdown_checked(e: kino_engine::Engine) -> anyhow::Result<()> {
         e.task_count()
     );
     Ok(())
+}
+
+/// The `kino` binary with the DHT on, bootstrapped only from `bootstrap` (a loopback testnet;
+/// an empty list is only for `kino dht testnet` starting a new network): no LSD, peers on
+/// 127.0.0.1, a private data folder and an empty config file.
+pub fn kino_dht(data_dir: &Path, bootstrap: &[&str]) -> anyhow::Result<Command> {
+    std::fs::create_dir_all(data_dir)?;
+    let cfg = data_dir.join("config.toml");
+    if !cfg.exists() {
+        std::fs::write(&cfg, "")?;
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.arg("--data-dir")
+        .arg(data_dir)
+        .args(["--no-lsd", "--bind", "127.0.0.1"])
+        .env("KINO_CONFIG", cfg)
+        .env_remove("KINO_DATA_DIR")
+        .env("KINO_LOG", "warn,kino=info");
+    for b in bootstrap {
+        c.args(["--dht-bootstrap", b]);
+    }
+    Ok(c)
 }

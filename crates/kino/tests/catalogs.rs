@@ -1,0 +1,442 @@
+//! Catalogs end to end, over a loopback DHT testnet (`kino dht testnet`) and real `kino`
+//! processes: publish, subscribe, search, update, a catalog outliving its publisher and its
+//! DHT nodes, and the refusals (forged, oversized, malformed, rollback, seq reuse).
+//!
+//! Every process binds 127.0.0.1 and bootstraps only from a testnet started here. The tests
+//! share one lock: each starts a testnet and a handful of engines, and they are heavy enough
+//! that running them side by side only makes each slower.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use common::{KinoProcess, kino_dht};
+use kino_catalog::{CatalogSignature, PublisherSecretKey, sign_catalog_dir};
+use kino_dht::{DhtConfig, PointerDht};
+use kino_engine::{AddOptions, Engine, Placement, TorrentSource};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const PUBLISHER_NAME: &str = "Kino Test Publisher";
+/// Bound on one `kino subscribe`/`refresh` (resolve ≤ 15 s, peer lookup 5 s, download).
+const SYNC_LIMIT: Duration = Duration::from_secs(150);
+/// Bound on a read-only command (`catalogs`, `search`, `keygen`).
+const QUICK_LIMIT: Duration = Duration::from_secs(30);
+/// Bound on a process printing its first line (testnet address, publish result, app banner).
+const START_LIMIT: Duration = Duration::from_secs(90);
+
+fn sample_dir() -> PathBuf {
+    common::repo_root().join("crates/kino-catalog/tests/fixtures/sample")
+}
+
+/// Copies the sample catalog folder to `to`.
+fn copy_sample(to: &Path) -> anyhow::Result<()> {
+    fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy_dir(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+    copy_dir(&sample_dir(), to)
+}
+
+/// Edits catalog.json in `dir` by plain text replacement (each `from` must occur).
+fn edit_catalog(dir: &Path, edits: &[(&str, &str)]) -> anyhow::Result<()> {
+    let path = dir.join("catalog.json");
+    let mut text = std::fs::read_to_string(&path)?;
+    for (from, to) in edits {
+        ensure!(text.contains(from), "catalog.json has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+fn free_udp_port() -> anyhow::Result<u16> {
+    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(s.local_addr()?.port())
+}
+
+/// A finished process.
+#[derive(Debug)]
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A process whose output is collected, waited for with a bound.
+struct Running {
+    what: String,
+    child: std::process::Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Running> {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().with_context(|| format!("spawning {what}"))?;
+        let mut so = child.stdout.take().context("no stdout")?;
+        let mut se = child.stderr.take().context("no stderr")?;
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = so.read_to_string(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = se.read_to_string(&mut s);
+            s
+        });
+        Ok(Running {
+            what: what.to_owned(),
+            child,
+            out,
+            err,
+        })
+    }
+
+    /// Waits at most `limit`; a process still running then is killed and reported.
+    fn finish(mut self, limit: Duration) -> anyhow::Result<Finished> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break Some(s);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stdout = self.out.join().unwrap_or_default();
+        let stderr = self.err.join().unwrap_or_default();
+        let Some(status) = status else {
+            bail!(
+                "{} did not finish within {limit:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+                self.what
+            );
+        };
+        Ok(Finished {
+            code: status.code(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+fn run(cmd: Command, what: &str, limit: Duration) -> anyhow::Result<Finished> {
+    Running::spawn(cmd, what)?.finish(limit)
+}
+
+/// `kino dht testnet` in the foreground, on a port picked here.
+struct Testnet {
+    proc: KinoProcess,
+    addr: String,
+}
+
+impl Testnet {
+    fn start(dir: &Path, nodes: usize, join: Option<&str>) -> anyhow::Result<Testnet> {
+        let port = free_udp_port()?;
+        let bootstrap: Vec<&str> = join.into_iter().collect();
+        let mut cmd = kino_dht(dir, &bootstrap)?;
+        cmd.args(["dht", "testnet", "--nodes", &nodes.to_string()])
+            .args(["--port", &port.to_string()]);
+        let mut proc = KinoProcess::spawn(cmd)?;
+        let line = proc
+            .wait_line(START_LIMIT, |l| l.starts_with("127.0.0.1:"))
+            .context("the testnet did not print its address")?;
+        let addr = line.trim().to_owned();
+        ensure!(
+            addr == format!("127.0.0.1:{port}"),
+            "testnet address {addr}, asked for port {port}"
+        );
+        Ok(Testnet { proc, addr })
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let code = self.proc.terminate()?;
+        ensure!(code == Some(0), "testnet exited with {code:?}");
+        Ok(())
+    }
+}
+
+/// Runs `kino keygen -o FILE` and returns the address it prints.
+fn keygen(scratch: &Path, file: &Path) -> anyhow::Result<String> {
+    let mut cmd = kino_dht(scratch, &[])?;
+    cmd.arg("keygen").arg("-o").arg(file);
+    let out = run(cmd, "kino keygen", QUICK_LIMIT)?;
+    ensure!(out.ok(), "keygen failed: {out}");
+    let address = out.stdout.trim().to_owned();
+    ensure!(address.starts_with("kino:"), "keygen printed {address:?}");
+    Ok(address)
+}
+
+/// `kino publish` running in the background, once it printed `published seq S`.
+fn start_publisher(
+    data: &Path,
+    bootstrap: &str,
+    key: &Path,
+    dir: &Path,
+    seq: u64,
+) -> anyhow::Result<KinoProcess> {
+    let mut cmd = kino_dht(data, &[bootstrap])?;
+    cmd.arg("publish").arg("--key").arg(key).arg(dir);
+    let mut p = KinoProcess::spawn(cmd)?;
+    let line = p
+        .wait_line(START_LIMIT, |l| l.starts_with("published seq"))
+        .context("kino publish did not report a publication")?;
+    ensure!(
+        line.starts_with(&format!("published seq {seq} (2 titles), catalog torrent ")),
+        "unexpected publish line {line:?}"
+    );
+    Ok(p)
+}
+
+/// `kino` with no subcommand (the app), refreshing every 3 s, once it printed its banner.
+fn start_app(data: &Path, bootstrap: &str) -> anyhow::Result<KinoProcess> {
+    let mut cmd = kino_dht(data, &[bootstrap])?;
+    cmd.args(["--refresh-interval", "3"]);
+    let mut p = KinoProcess::spawn(cmd)?;
+    p.wait_line(START_LIMIT, |l| l.starts_with("Kino is running"))
+        .context("the app did not start")?;
+    Ok(p)
+}
+
+fn subscribe_cmd(data: &Path, bootstrap: &str, address: &str) -> anyhow::Result<Command> {
+    let mut cmd = kino_dht(data, &[bootstrap])?;
+    cmd.args(["subscribe", address]);
+    Ok(cmd)
+}
+
+fn subscribe(data: &Path, bootstrap: &str, address: &str) -> anyhow::Result<Finished> {
+    run(
+        subscribe_cmd(data, bootstrap, address)?,
+        "kino subscribe",
+        SYNC_LIMIT,
+    )
+}
+
+fn refresh(data: &Path, bootstrap: &str) -> anyhow::Result<Finished> {
+    let mut cmd = kino_dht(data, &[bootstrap])?;
+    cmd.arg("refresh");
+    run(cmd, "kino refresh", SYNC_LIMIT)
+}
+
+/// Asserts a successful subscribe/refresh that indexed `seq`.
+fn assert_indexed(out: &Finished, address: &str, seq: u64) {
+    let want = format!("{address}: {PUBLISHER_NAME}: 2 titles (seq {seq})");
+    assert!(
+        out.ok() && out.stdout.lines().any(|l| l == want),
+        "expected {want:?}: {out}"
+    );
+}
+
+/// `kino search WORDS [--genre G]` in a data folder: the titles found (first column).
+fn search(data: &Path, words: &[&str], genre: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut cmd = kino_dht(data, &[])?;
+    cmd.arg("search").args(words);
+    if let Some(g) = genre {
+        cmd.args(["--genre", g]);
+    }
+    let out = run(cmd, "kino search", QUICK_LIMIT)?;
+    ensure!(out.ok(), "search failed: {out}");
+    if out.stdout.trim() == "no titles found" {
+        return Ok(Vec::new());
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .map(|l| {
+            // "Title (year)  [genres]  id  — publisher  licence L"
+            let t = l.split("  ").next().unwrap_or(l);
+            t.strip_suffix(" (2026)").unwrap_or(t).to_owned()
+        })
+        .collect())
+}
+
+/// One row of `kino catalogs`.
+#[derive(Debug)]
+struct Row {
+    name_fetched: bool,
+    titles: u32,
+    seq: Option<u64>,
+    line: String,
+}
+
+fn catalogs_row(data: &Path, address: &str) -> anyhow::Result<Row> {
+    let mut cmd = kino_dht(data, &[])?;
+    cmd.arg("catalogs");
+    let out = run(cmd, "kino catalogs", QUICK_LIMIT)?;
+    ensure!(out.ok(), "catalogs failed: {out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(address))
+        .with_context(|| format!("no row for {address}: {out}"))?
+        .to_owned();
+    let rest = line[address.len()..].trim_start();
+    let (name_fetched, rest) = if let Some(r) = rest.strip_prefix(PUBLISHER_NAME) {
+        (true, r)
+    } else if let Some(r) = rest.strip_prefix("(not fetched yet)") {
+        (false, r)
+    } else {
+        bail!("unexpected catalogs row {line:?}");
+    };
+    let mut cols = rest.split_whitespace();
+    let titles = cols.next().context("no titles column")?.parse()?;
+    let seq = match cols.next().context("no seq column")? {
+        "-" => None,
+        s => Some(s.parse()?),
+    };
+    Ok(Row {
+        name_fetched,
+        titles,
+        seq,
+        line,
+    })
+}
+
+/// Polls `kino catalogs` (bounded) until the row for `address` shows `seq`.
+fn wait_for_seq(data: &Path, address: &str, seq: u64, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        let row = catalogs_row(data, address)?;
+        if row.seq == Some(seq) {
+            return Ok(());
+        }
+        last = Some(row);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!("seq {seq} not held within {limit:?}; last row: {last:?}")
+}
+
+/// Publish, subscribe twice, search, genre filter, then an update reaches both subscribers:
+/// one through the running app's periodic refresh, one through `kino refresh`.
+#[test]
+fn publish_subscribe_search_update() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut net = Testnet::start(&root.join("testnet"), 30, None)?;
+    let bs = net.addr.clone();
+
+    let key = root.join("publisher.key");
+    let address = keygen(&root.join("scratch"), &key)?;
+    let folder = root.join("catalog");
+    copy_sample(&folder)?;
+    let pub_data = root.join("publisher");
+    let mut publisher = start_publisher(&pub_data, &bs, &key, &folder, 5)?;
+
+    let (s1, s2) = (root.join("s1"), root.join("s2"));
+    let a = Running::spawn(subscribe_cmd(&s1, &bs, &address)?, "subscribe s1")?;
+    let b = Running::spawn(subscribe_cmd(&s2, &bs, &address)?, "subscribe s2")?;
+    let (a, b) = (a.finish(SYNC_LIMIT)?, b.finish(SYNC_LIMIT)?);
+    assert_indexed(&a, &address, 5);
+    assert_indexed(&b, &address, 5);
+
+    for s in [&s1, &s2] {
+        assert_eq!(search(s, &["pattern"], None)?, ["Test Pattern"]);
+        assert_eq!(search(s, &["tone"], None)?, ["A Tone"]);
+        // The genre filters: "Test Pattern" is test and abstract, "A Tone" has no genre.
+        assert_eq!(search(s, &["pattern"], Some("abstract"))?, ["Test Pattern"]);
+        assert!(search(s, &["pattern"], Some("drama"))?.is_empty());
+        assert!(search(s, &["tone"], Some("test"))?.is_empty());
+        assert!(search(s, &["remastered"], None)?.is_empty());
+        let row = catalogs_row(s, &address)?;
+        assert!(
+            row.name_fetched && row.titles == 2 && row.seq == Some(5),
+            "{row:?}"
+        );
+    }
+
+    // The publisher moves to seq 6 with a changed title.
+    assert_eq!(
+        publisher.terminate()?,
+        Some(0),
+        "publish should stop cleanly"
+    );
+    edit_catalog(
+        &folder,
+        &[
+            ("\"seq\": 5", "\"seq\": 6"),
+            (
+                "\"title\": \"Test Pattern\"",
+                "\"title\": \"Test Pattern Remastered\"",
+            ),
+        ],
+    )?;
+    let mut publisher = start_publisher(&pub_data, &bs, &key, &folder, 6)?;
+
+    // Subscriber 1 runs as the app and picks it up by itself; `catalogs` and `search` only
+    // read the database, so they run next to it.
+    let mut app = start_app(&s1, &bs)?;
+    wait_for_seq(&s1, &address, 6, Duration::from_secs(120))?;
+    assert_eq!(
+        search(&s1, &["remastered"], None)?,
+        ["Test Pattern Remastered"]
+    );
+    assert_eq!(
+        search(&s1, &["pattern"], Some("abstract"))?,
+        ["Test Pattern Remastered"]
+    );
+
+    // Subscriber 2 refreshes by hand.
+    let r = refresh(&s2, &bs)?;
+    assert_indexed(&r, &address, 6);
+    assert_eq!(
+        search(&s2, &["remastered"], None)?,
+        ["Test Pattern Remastered"]
+    );
+    assert_eq!(catalogs_row(&s2, &address)?.seq, Some(6));
+    // A second refresh finds nothing new.
+    let r = refresh(&s2, &bs)?;
+    assert!(
+        r.ok() && r.stdout.contains(&format!("{address}: up to date (seq 6)")),
+        "{r}"
+    );
+
+    assert_eq!(app.terminate()?, Some(0), "the app should stop cleanly");
+    assert_eq!(publisher.terminate()?, Some(0));
+    net.stop()?;
+    Ok(())
+}
