@@ -1,0 +1,303 @@
+//! `kino-bench`: parses arguments, runs the scenarios (or the reader / relay inside a
+//! namespace), writes the results. Ctrl-C or SIGTERM drops the running scenario, which kills
+//! every process it started and deletes its namespaces.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kino_bench::clients::{Kind, Tools};
+use kino_bench::scenario::{self, Config};
+use kino_bench::{net, reader, relay, report};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Kino against libtorrent, peerflix, WebTorrent and rqbit, in network namespaces")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// The kino binary (default: target/release/kino, then target/debug/kino).
+    #[arg(long, env = "KINO_BIN")]
+    kino: Option<PathBuf>,
+    /// Where results go (default: bench/results, smoke: bench/results/tmp/smoke).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Tiny sizes, Kino and libtorrent, scenarios 1-3 once; exits non-zero on any failure.
+    Smoke {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The full benchmark.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Clients, comma-separated.
+        #[arg(long, default_value = "kino,libtorrent,peerflix,webtorrent,rqbit", value_delimiter = ',')]
+        clients: Vec<String>,
+        /// Repetitions of scenarios 1-3.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Film length, s.
+        #[arg(long, default_value_t = 60.0)]
+        film_secs: f64,
+        /// Declared bitrate, Mbit/s.
+        #[arg(long, default_value_t = 4.0)]
+        bitrate_mbit: f64,
+        /// Seeder uplink, Mbit/s.
+        #[arg(long, default_value_t = 8.0)]
+        uplink_mbit: f64,
+        /// Added RTT, ms (delaying relay; 0: none).
+        #[arg(long, default_value_t = 50)]
+        rtt_ms: u64,
+        /// Piece length, bytes (default: Kino's choice).
+        #[arg(long)]
+        piece_length: Option<u32>,
+        /// Scenario 4 viewers (0: skip).
+        #[arg(long, default_value_t = 20)]
+        swarm_viewers: usize,
+        /// Scenario 4 clients, comma-separated.
+        #[arg(long, default_value = "kino", value_delimiter = ',')]
+        swarm_clients: Vec<String>,
+        /// Scenario 4 film length, s.
+        #[arg(long, default_value_t = 20.0)]
+        swarm_film_secs: f64,
+        /// Scenario 4 origin uplink, Mbit/s.
+        #[arg(long, default_value_t = 40.0)]
+        swarm_origin_mbit: f64,
+        /// Scenario 4 viewer uplink, Mbit/s.
+        #[arg(long, default_value_t = 10.0)]
+        swarm_viewer_mbit: f64,
+        /// Scenario 5 file size, MiB (0: skip).
+        #[arg(long, default_value_t = 1024)]
+        throughput_mib: u64,
+        /// Per-run deadline, s.
+        #[arg(long, default_value_t = 120)]
+        deadline: u64,
+    },
+    /// (internal) Reads a stream inside a namespace and prints a JSON report.
+    Reader {
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        rqbit_api: Option<String>,
+        #[arg(long)]
+        torrent: Option<PathBuf>,
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        size: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 0)]
+        startup_bytes: u64,
+        #[arg(long, value_delimiter = ',')]
+        seeks: Vec<f64>,
+        #[arg(long, default_value_t = 0)]
+        seek_bytes: u64,
+        #[arg(long, default_value_t = 120)]
+        deadline: u64,
+    },
+    /// (internal) Delaying TCP relay.
+    Relay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long)]
+        delay_ms: u64,
+    },
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tools(c: &Common) -> anyhow::Result<Tools> {
+    let repo = repo().canonicalize()?;
+    let kino = match &c.kino {
+        Some(k) => k.clone(),
+        None => ["target/release/kino", "target/debug/kino"]
+            .iter()
+            .map(|p| repo.join(p))
+            .find(|p| p.exists())
+            .context("no kino binary: build it with `cargo build --release -p kino` or pass --kino")?,
+    };
+    Ok(Tools {
+        bench: std::env::current_exe()?,
+        kino: kino.canonicalize()?,
+        repo,
+    })
+}
+
+/// Removes the work folder when dropped.
+struct WorkDir(PathBuf);
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn bench(cfg: Config, tools: Tools, smoke: bool) -> anyhow::Result<bool> {
+    net::preflight()?;
+    net::remove_stale();
+    let _work = WorkDir(cfg.work.clone());
+    let res = scenario::run(&cfg, &tools).await?;
+    std::fs::create_dir_all(&cfg.out)?;
+    let md = report::markdown(&res);
+    println!("{md}");
+    std::fs::write(cfg.out.join("results.md"), &md)?;
+    std::fs::write(cfg.out.join("results.json"), serde_json::to_string_pretty(&res)?)?;
+    let charts = cfg.out.join("charts.json");
+    std::fs::write(&charts, serde_json::to_string(&report::chart_data(&res))?)?;
+    let plot = tools.repo.join("bench/plot.py");
+    match tokio::process::Command::new("/usr/bin/python3").arg(&plot).arg(&charts).arg(&cfg.out).status().await {
+        Ok(s) if s.success() => eprintln!("charts written under {}", cfg.out.display()),
+        _ => eprintln!("no charts: bench/plot.py needs python3-matplotlib (scripts/install-bench-peers)"),
+    }
+    eprintln!("results: {}", cfg.out.join("results.md").display());
+    let failed = res.clients.values().any(|f| !f.errors.is_empty() || (f.skipped.is_none() && f.startup.is_empty()));
+    if smoke {
+        let missing = res.clients.values().any(|f| f.skipped.is_some());
+        return Ok(!failed && !missing);
+    }
+    Ok(true)
+}
+
+fn mbit(x: f64) -> u64 {
+    (x * 1e6) as u64
+}
+
+fn kinds(v: &[String]) -> anyhow::Result<Vec<Kind>> {
+    v.iter().map(|s| Kind::parse(s.trim())).collect()
+}
+
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let work = std::env::temp_dir().join(format!("kino-bench-{}", std::process::id()));
+    let job = async {
+        match cli.cmd {
+            Cmd::Reader { url, rqbit_api, torrent, peer, out, size, seed, startup_bytes, seeks, seek_bytes, deadline } => {
+                let source = match (url, rqbit_api) {
+                    (Some(u), _) => reader::Source::Url(u),
+                    (None, Some(api)) => reader::Source::Rqbit {
+                        api,
+                        torrent: torrent.context("--torrent")?,
+                        peer: peer.context("--peer")?,
+                        out: out.context("--out")?,
+                    },
+                    _ => anyhow::bail!("--url or --rqbit-api"),
+                };
+                let rep = reader::run(reader::Plan { source, size, seed, startup_bytes, seeks, seek_bytes, deadline: Duration::from_secs(deadline) }).await;
+                println!("{}", serde_json::to_string(&rep)?);
+                Ok(true)
+            }
+            Cmd::Relay { listen, to, delay_ms } => {
+                relay::run(listen, to, Duration::from_millis(delay_ms)).await?;
+                Ok(true)
+            }
+            Cmd::Smoke { common } => {
+                let tools = tools(&common)?;
+                let out = common.out.clone().unwrap_or_else(|| tools.repo.join("bench/results/tmp/smoke"));
+                let cfg = Config {
+                    clients: vec![Kind::Kino, Kind::Libtorrent],
+                    film_secs: 16.0,
+                    bitrate_bps: mbit(2.0),
+                    uplink_bps: mbit(10.0),
+                    rtt_ms: 20,
+                    reps: 1,
+                    piece_length: Some(256 * 1024),
+                    startup_secs: 10.0,
+                    seek_secs: 5.0,
+                    seeks: vec![0.3, 0.6, 0.9],
+                    deadline: Duration::from_secs(20),
+                    swarm_viewers: 0,
+                    swarm_film_secs: 0.0,
+                    swarm_origin_bps: 0,
+                    swarm_viewer_bps: 0,
+                    swarm_stagger: 1.0,
+                    swarm_clients: vec![],
+                    throughput_bytes: 0,
+                    work: work.clone(),
+                    out,
+                };
+                bench(cfg, tools, true).await
+            }
+            Cmd::Run {
+                common, clients, reps, film_secs, bitrate_mbit, uplink_mbit, rtt_ms, piece_length,
+                swarm_viewers, swarm_clients, swarm_film_secs, swarm_origin_mbit, swarm_viewer_mbit,
+                throughput_mib, deadline,
+            } => {
+                let tools = tools(&common)?;
+                let out = common.out.clone().unwrap_or_else(|| tools.repo.join("bench/results"));
+                let cfg = Config {
+                    clients: kinds(&clients)?,
+                    film_secs,
+                    bitrate_bps: mbit(bitrate_mbit),
+                    uplink_bps: mbit(uplink_mbit),
+                    rtt_ms,
+                    reps,
+                    piece_length,
+                    startup_secs: 10.0,
+                    seek_secs: 5.0,
+                    seeks: vec![0.3, 0.6, 0.9],
+                    deadline: Duration::from_secs(deadline),
+                    swarm_viewers,
+                    swarm_film_secs,
+                    swarm_origin_bps: mbit(swarm_origin_mbit),
+                    swarm_viewer_bps: mbit(swarm_viewer_mbit),
+                    swarm_stagger: 1.0,
+                    swarm_clients: kinds(&swarm_clients)?,
+                    throughput_bytes: throughput_mib << 20,
+                    work: work.clone(),
+                    out,
+                };
+                bench(cfg, tools, false).await
+            }
+        }
+    };
+    let r = tokio::select! {
+        r = job => r,
+        _ = signal() => {
+            eprintln!("kino-bench: interrupted; everything it started has been stopped and removed");
+            return ExitCode::from(130);
+        }
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("kino-bench: FAILED (see above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("kino-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

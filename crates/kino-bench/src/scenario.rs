@@ -1,0 +1,551 @@
+//! The scenarios: one neutral libtorrent seeder, the clients read in turn against it.
+//!
+//! 1 startup + 2 playback share one session per run: the reader takes the whole file in order;
+//! startup is when the first 10 s of media are readable, the player simulation runs on the
+//! arrival curve. 3 seek: a fresh session reads the first 10 s, then seeks to 30/60/90 %.
+//! 4 swarm: an origin and N viewers joining staggered, sharing on and off. 5 throughput: a big
+//! file, unthrottled. Reps interleave the clients (rotated order), so drift hits all alike.
+
+use crate::clients::{self, Kind, Proc, Tools, ViewRun, ViewSpec};
+use crate::data;
+use crate::metrics::{self, Summary};
+use crate::net::{Caps, Topology};
+use anyhow::{Context, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Film seed (any constant; the reader checks bytes against it).
+pub const SEED: u64 = 0x6b69_6e6f;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Clients, in table order (Kino first).
+    pub clients: Vec<Kind>,
+    /// Film length, s.
+    pub film_secs: f64,
+    /// Declared bitrate, bit/s.
+    pub bitrate_bps: u64,
+    /// Seeder uplink cap, bit/s.
+    pub uplink_bps: u64,
+    /// Added round-trip time (delaying relay), ms; 0: no relay.
+    pub rtt_ms: u64,
+    /// Repetitions of scenarios 1-3.
+    pub reps: usize,
+    /// Piece length of the torrent (None: Kino's choice).
+    pub piece_length: Option<u32>,
+    /// Media needed for startup, s.
+    pub startup_secs: f64,
+    /// Media needed after a seek, s.
+    pub seek_secs: f64,
+    /// Seek points.
+    pub seeks: Vec<f64>,
+    /// Per-run deadline.
+    pub deadline: Duration,
+    /// Scenario 4: number of viewers (0: skip).
+    pub swarm_viewers: usize,
+    /// Scenario 4: film length, s.
+    pub swarm_film_secs: f64,
+    /// Scenario 4: origin uplink, bit/s.
+    pub swarm_origin_bps: u64,
+    /// Scenario 4: each viewer's uplink, bit/s.
+    pub swarm_viewer_bps: u64,
+    /// Scenario 4: seconds between joins.
+    pub swarm_stagger: f64,
+    /// Scenario 4: clients.
+    pub swarm_clients: Vec<Kind>,
+    /// Scenario 5: file size in bytes (0: skip).
+    pub throughput_bytes: u64,
+    /// Work folder (deleted at the end).
+    pub work: PathBuf,
+    /// Where results go.
+    pub out: PathBuf,
+}
+
+/// One client's figures in scenarios 1-3.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ClientFigures {
+    /// Version that ran.
+    pub version: String,
+    /// Why it has no figures.
+    pub skipped: Option<String>,
+    /// Errors of failed runs.
+    pub errors: Vec<String>,
+    /// Time to first byte, s.
+    pub ttfb: Vec<f64>,
+    /// Time until the first `startup_secs` are readable, s (both run types).
+    pub startup: Vec<f64>,
+    /// Stalls per linear run.
+    pub stalls: Vec<f64>,
+    /// Stall time per linear run, s.
+    pub stall_s: Vec<f64>,
+    /// Seek-to-play by seek point.
+    pub seek: BTreeMap<String, Vec<f64>>,
+    /// Buffer ahead over time of the run with the median startup.
+    pub buffer: Vec<(f64, f64)>,
+    /// Peak RSS, MiB (linear runs).
+    pub rss_mib: Vec<f64>,
+}
+
+/// A swarm run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmFigures {
+    /// Client.
+    pub client: Kind,
+    /// Viewers upload to each other.
+    pub share: bool,
+    /// Origin bytes sent on the wire / file size.
+    pub egress_ratio: f64,
+    /// Startup of every viewer that started, s.
+    pub startup: Vec<f64>,
+    /// Viewers that read the whole file.
+    pub completed: usize,
+    /// Viewers.
+    pub viewers: usize,
+    /// Errors.
+    pub errors: Vec<String>,
+}
+
+/// A throughput run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputFigures {
+    /// Client.
+    pub client: Kind,
+    /// MB/s from spawn to the last byte.
+    pub mb_s: Option<f64>,
+    /// CPU seconds per GiB.
+    pub cpu_s_per_gib: Option<f64>,
+    /// Peak RSS, MiB.
+    pub rss_mib: Option<f64>,
+    /// Error or why skipped.
+    pub error: Option<String>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Date (UTC, from `date`).
+    pub date: String,
+    /// Machine.
+    pub machine: String,
+    /// Film size, bytes.
+    pub size: u64,
+    /// Piece length.
+    pub piece: u64,
+    /// Bitrate, bit/s.
+    pub bitrate_bps: u64,
+    /// Seeder uplink, bit/s.
+    pub uplink_bps: u64,
+    /// Added RTT, ms.
+    pub rtt_ms: u64,
+    /// Repetitions.
+    pub reps: usize,
+    /// Startup media, s.
+    pub startup_secs: f64,
+    /// Seek media, s.
+    pub seek_secs: f64,
+    /// Physical limit of startup, s.
+    pub startup_limit: f64,
+    /// Physical limit of a seek, s (idle link).
+    pub seek_limit: f64,
+    /// Per client.
+    pub clients: BTreeMap<Kind, ClientFigures>,
+    /// Scenario 4.
+    pub swarm: Vec<SwarmFigures>,
+    /// Scenario 4 file size.
+    pub swarm_size: u64,
+    /// Scenario 5.
+    pub throughput: Vec<ThroughputFigures>,
+    /// Scenario 5 file size.
+    pub throughput_size: u64,
+}
+
+/// A started seeder (and relay) in node 0 of a topology.
+struct Seeder {
+    _procs: Vec<Proc>,
+    /// Address viewers dial.
+    addr: String,
+}
+
+async fn start_seeder(tools: &Tools, topo: &Topology, torrent: &Path, data_dir: &Path, rtt_ms: u64, logs: &Path) -> anyhow::Result<Seeder> {
+    let n = &topo.nodes[0];
+    let script = tools.repo.join("bench/lt_bench.py");
+    let args: Vec<String> = vec![
+        script.display().to_string(),
+        "seed".into(),
+        "--torrent".into(),
+        torrent.display().to_string(),
+        "--data".into(),
+        data_dir.display().to_string(),
+        "--bind".into(),
+        n.ip.to_string(),
+        "--port".into(),
+        "6881".into(),
+    ];
+    let mut s = Proc::spawn_in(&n.ns, Path::new("/usr/bin/python3"), &args, &logs.join("seeder.log"), &[])?;
+    let addr = s
+        .wait_line(Duration::from_secs(120), |l| l.strip_prefix("LISTENING ").map(str::to_owned))
+        .await
+        .context("the libtorrent seeder did not start (see seeder.log)")?;
+    let mut procs = vec![s];
+    let mut dial = addr.clone();
+    if rtt_ms > 0 {
+        let listen = format!("{}:7000", n.ip);
+        let args: Vec<String> = vec![
+            "relay".into(),
+            "--listen".into(),
+            listen.clone(),
+            "--to".into(),
+            addr,
+            "--delay-ms".into(),
+            (rtt_ms / 2).to_string(),
+        ];
+        let mut r = Proc::spawn_in(&n.ns, &tools.bench, &args, &logs.join("relay.log"), &[])?;
+        r.wait_line(Duration::from_secs(10), |l| l.starts_with("relay listening").then_some(()))
+            .await
+            .context("the relay did not start")?;
+        procs.push(r);
+        dial = listen;
+    }
+    Ok(Seeder { _procs: procs, addr: dial })
+}
+
+/// Writes the film and its torrent under `dir`; returns (torrent, piece length).
+fn make_film(tools: &Tools, dir: &Path, size: u64, piece: Option<u32>) -> anyhow::Result<(PathBuf, u64)> {
+    std::fs::create_dir_all(dir)?;
+    let film = dir.join("film.mp4");
+    data::write_film(&film, SEED, size)?;
+    let torrent = dir.with_extension("torrent");
+    let mut c = std::process::Command::new(&tools.kino);
+    c.arg("--data-dir").arg(dir.join(".kino")).arg("create").arg(&film).arg("-o").arg(&torrent);
+    if let Some(p) = piece {
+        c.arg("--piece-length").arg(p.to_string());
+    }
+    let out = c.output().context("cannot run kino create")?;
+    if !out.status.success() {
+        bail!("kino create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(dir.join(".kino"));
+    let bytes = std::fs::read(&torrent)?;
+    Ok((torrent, piece_length(&bytes).context("no piece length in the torrent")?))
+}
+
+fn piece_length(t: &[u8]) -> Option<u64> {
+    let key = b"12:piece lengthi";
+    let i = t.windows(key.len()).position(|w| w == key)? + key.len();
+    let end = t[i..].iter().position(|&b| b == b'e')? + i;
+    std::str::from_utf8(&t[i..end]).ok()?.parse().ok()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{n} CPUs ({cpu}), {} GiB RAM, Linux {}", mem / (1 << 20), kernel.trim())
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Runs scenarios 1-5 per `cfg`. `progress` gets one line per run.
+pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
+    let bitrate = cfg.bitrate_bps as f64 / 8.0;
+    let size = (cfg.film_secs * bitrate) as u64;
+    let startup_bytes = (cfg.startup_secs * bitrate) as u64;
+    let seek_bytes = (cfg.seek_secs * bitrate) as u64;
+    std::fs::create_dir_all(&cfg.work)?;
+    let (torrent, piece) = make_film(tools, &cfg.work.join("film"), size, cfg.piece_length)?;
+    let rtt = cfg.rtt_ms as f64 / 1000.0;
+    let mut res = Results {
+        date: date(),
+        machine: machine(),
+        size,
+        piece,
+        bitrate_bps: cfg.bitrate_bps,
+        uplink_bps: cfg.uplink_bps,
+        rtt_ms: cfg.rtt_ms,
+        reps: cfg.reps,
+        startup_secs: cfg.startup_secs,
+        seek_secs: cfg.seek_secs,
+        startup_limit: metrics::startup_limit(startup_bytes, piece, cfg.uplink_bps as f64, rtt),
+        seek_limit: metrics::seek_limit(size / 2, seek_bytes, piece, cfg.uplink_bps as f64, rtt),
+        clients: BTreeMap::new(),
+        swarm: Vec::new(),
+        swarm_size: 0,
+        throughput: Vec::new(),
+        throughput_size: 0,
+    };
+    eprintln!(
+        "film {size} bytes ({:.0} s at {:.2} Mbit/s), pieces of {} KiB; seeder uplink {:.1} Mbit/s, RTT +{} ms; startup limit {:.2} s",
+        cfg.film_secs,
+        cfg.bitrate_bps as f64 / 1e6,
+        piece / 1024,
+        cfg.uplink_bps as f64 / 1e6,
+        cfg.rtt_ms,
+        res.startup_limit
+    );
+    let mut active = Vec::new();
+    for &k in &cfg.clients {
+        let mut f = ClientFigures { version: tools.version(k), ..Default::default() };
+        f.skipped = tools.missing(k);
+        if f.skipped.is_none() {
+            active.push(k);
+        }
+        res.clients.insert(k, f);
+    }
+    if cfg.reps > 0 && !active.is_empty() {
+        let topo = Topology::new(&[Caps { up_bps: Some(cfg.uplink_bps), down_bps: None }, Caps::default()])?;
+        let logs = cfg.work.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let seeder = start_seeder(tools, &topo, &torrent, &cfg.work.join("film"), cfg.rtt_ms, &logs).await?;
+        let mut buffers: BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>> = BTreeMap::new();
+        for rep in 0..cfg.reps {
+            let mut order = active.clone();
+            order.rotate_left(rep % active.len());
+            for (phase, seeks) in [("play", Vec::new()), ("seek", cfg.seeks.clone())] {
+                for &k in &order {
+                    let spec = ViewSpec {
+                        torrent: torrent.clone(),
+                        peer: seeder.addr.clone(),
+                        size,
+                        seed: SEED,
+                        bitrate,
+                        startup_bytes,
+                        seeks: seeks.clone(),
+                        seek_bytes,
+                        share: true,
+                        deadline: cfg.deadline,
+                        extra_peers: Vec::new(),
+                    };
+                    let dir = cfg.work.join(format!("run-{rep}-{phase}-{}", k.name()));
+                    let started = Instant::now();
+                    let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
+                    let f = res.clients.get_mut(&k).context("client")?;
+                    let line = record(f, &mut buffers, r, &spec, phase, startup_bytes);
+                    eprintln!("  rep {} {phase:4} {:10} {line} ({:.1} s)", rep + 1, k.name(), started.elapsed().as_secs_f64());
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                }
+            }
+        }
+        // Chart the run with the median startup of each client.
+        for (k, mut runs) in buffers {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some(f) = res.clients.get_mut(&k) && !runs.is_empty() {
+                f.buffer = runs.swap_remove(runs.len() / 2).1;
+            }
+        }
+        drop(seeder);
+        drop(topo);
+    }
+    if cfg.swarm_viewers > 0 {
+        let swarm_size = (cfg.swarm_film_secs * bitrate) as u64;
+        res.swarm_size = swarm_size;
+        let (storrent, _) = make_film(tools, &cfg.work.join("swarmfilm"), swarm_size, cfg.piece_length)?;
+        for &k in &cfg.swarm_clients {
+            if let Some(why) = tools.missing(k) {
+                res.swarm.push(SwarmFigures { client: k, share: true, egress_ratio: f64::NAN, startup: vec![], completed: 0, viewers: 0, errors: vec![why] });
+                continue;
+            }
+            for share in [true, false] {
+                let f = swarm(cfg, tools, k, share, &storrent, swarm_size, bitrate, startup_bytes).await?;
+                eprintln!(
+                    "  swarm {:10} share {:5} origin egress {:.2}x file, startup p50 {:?} p95 {:?}, {}/{} complete",
+                    k.name(), share, f.egress_ratio,
+                    metrics::percentile(&f.startup, 50.0), metrics::percentile(&f.startup, 95.0), f.completed, f.viewers
+                );
+                res.swarm.push(f);
+            }
+        }
+    }
+    if cfg.throughput_bytes > 0 {
+        res.throughput_size = cfg.throughput_bytes;
+        res.throughput = throughput(cfg, tools, bitrate).await?;
+    }
+    Ok(res)
+}
+
+fn record(
+    f: &mut ClientFigures,
+    buffers: &mut BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>>,
+    r: anyhow::Result<ViewRun>,
+    spec: &ViewSpec,
+    phase: &str,
+    startup_bytes: u64,
+) -> String {
+    let run = match r {
+        Ok(run) => run,
+        Err(e) => {
+            f.errors.push(format!("{phase}: {e:#}"));
+            return format!("FAILED: {e:#}");
+        }
+    };
+    if !run.report.ok {
+        let e = run.report.error.clone().unwrap_or_default();
+        f.errors.push(format!("{phase}: {e}"));
+    }
+    let mut line = String::new();
+    if let Some(t) = metrics::ttfb(&run) {
+        f.ttfb.push(t);
+        line += &format!("ttfb {t:.2} s ");
+    }
+    if let Some(t) = metrics::time_to_bytes(&run, startup_bytes.min(spec.size)) {
+        f.startup.push(t);
+        line += &format!("startup {t:.2} s ");
+    }
+    if phase == "play" && run.report.ok {
+        if let Some(p) = metrics::playback(&run, spec.size, spec.bitrate, startup_bytes, 2.0) {
+            f.stalls.push(p.stalls as f64);
+            f.stall_s.push(p.stall_s);
+            line += &format!("stalls {} ({:.1} s) ", p.stalls, p.stall_s);
+            let st = metrics::time_to_bytes(&run, startup_bytes).unwrap_or(f64::MAX);
+            buffers.entry(run.kind).or_default().push((st, p.buffer));
+        }
+        if let Some(r) = run.peak_rss_kib {
+            f.rss_mib.push(r as f64 / 1024.0);
+        }
+    }
+    for (frac, t) in metrics::seek_times(&run) {
+        if let Some(t) = t {
+            f.seek.entry(format!("{:.0}%", frac * 100.0)).or_default().push(t);
+            line += &format!("seek {:.0}% {t:.2} s ", frac * 100.0);
+        }
+    }
+    if let Some(e) = &run.report.error {
+        line += &format!("ERROR {e}");
+    }
+    line
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn swarm(cfg: &Config, tools: &Tools, k: Kind, share: bool, torrent: &Path, size: u64, bitrate: f64, startup_bytes: u64) -> anyhow::Result<SwarmFigures> {
+    let mut caps = vec![Caps { up_bps: Some(cfg.swarm_origin_bps), down_bps: None }];
+    caps.extend((0..cfg.swarm_viewers).map(|_| Caps { up_bps: Some(cfg.swarm_viewer_bps), down_bps: None }));
+    let topo = Topology::new(&caps)?;
+    let logs = cfg.work.join(format!("swarm-{}-{share}", k.name()));
+    std::fs::create_dir_all(&logs)?;
+    let seeder = start_seeder(tools, &topo, torrent, &torrent.with_extension(""), 0, &logs).await?;
+    let before = topo.tx_bytes(0)?;
+    let mut tasks = Vec::new();
+    let mut peers: Vec<String> = Vec::new();
+    for i in 0..cfg.swarm_viewers {
+        let node = topo.nodes[i + 1].clone();
+        let spec = ViewSpec {
+            torrent: torrent.to_path_buf(),
+            peer: seeder.addr.clone(),
+            size,
+            seed: SEED,
+            bitrate,
+            startup_bytes,
+            seeks: Vec::new(),
+            seek_bytes: 0,
+            share,
+            deadline: cfg.deadline,
+            extra_peers: if share { peers.clone() } else { Vec::new() },
+        };
+        peers.push(format!("{}:6881", node.ip));
+        let tools = tools.clone();
+        let dir = logs.join(format!("v{i}"));
+        tasks.push(tokio::spawn(async move { clients::view_keep(k, &tools, &node, &spec, &dir).await }));
+        tokio::time::sleep(Duration::from_secs_f64(cfg.swarm_stagger)).await;
+    }
+    let mut fig = SwarmFigures { client: k, share, egress_ratio: 0.0, startup: vec![], completed: 0, viewers: cfg.swarm_viewers, errors: vec![] };
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await);
+    }
+    let after = topo.tx_bytes(0)?;
+    let mut keep = Vec::new();
+    for d in done {
+        match d {
+            Ok(Ok((run, procs))) => {
+                keep.push(procs);
+                if let Some(t) = metrics::time_to_bytes(&run, startup_bytes) {
+                    fig.startup.push(t);
+                }
+                if run.report.ok {
+                    fig.completed += 1;
+                } else {
+                    fig.errors.push(run.report.error.unwrap_or_default());
+                }
+            }
+            Ok(Err(e)) => fig.errors.push(format!("{e:#}")),
+            Err(e) => fig.errors.push(format!("{e}")),
+        }
+    }
+    fig.egress_ratio = (after - before) as f64 / size as f64;
+    drop(keep);
+    drop(seeder);
+    drop(topo);
+    Ok(fig)
+}
+
+async fn throughput(cfg: &Config, tools: &Tools, bitrate: f64) -> anyhow::Result<Vec<ThroughputFigures>> {
+    let size = cfg.throughput_bytes;
+    let (torrent, _) = make_film(tools, &cfg.work.join("bigfilm"), size, cfg.piece_length)?;
+    let topo = Topology::new(&[Caps::default(), Caps::default()])?;
+    let logs = cfg.work.join("throughput");
+    std::fs::create_dir_all(&logs)?;
+    let seeder = start_seeder(tools, &topo, &torrent, &torrent.with_extension(""), 0, &logs).await?;
+    let mut out = Vec::new();
+    for &k in &cfg.clients {
+        if let Some(why) = tools.missing(k) {
+            out.push(ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: Some(why) });
+            continue;
+        }
+        let spec = ViewSpec {
+            torrent: torrent.clone(),
+            peer: seeder.addr.clone(),
+            size,
+            seed: SEED,
+            bitrate,
+            startup_bytes: 0,
+            seeks: Vec::new(),
+            seek_bytes: 0,
+            share: true,
+            deadline: cfg.deadline.max(Duration::from_secs(300)),
+            extra_peers: Vec::new(),
+        };
+        let dir = logs.join(k.name());
+        let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+        let gib = size as f64 / (1u64 << 30) as f64;
+        let f = match r {
+            Ok(run) if run.report.ok => {
+                let secs = metrics::time_to_bytes(&run, size).unwrap_or(f64::NAN);
+                ThroughputFigures {
+                    client: k,
+                    mb_s: Some(size as f64 / 1e6 / secs),
+                    cpu_s_per_gib: run.cpu_s.map(|c| c / gib),
+                    rss_mib: run.peak_rss_kib.map(|r| r as f64 / 1024.0),
+                    error: None,
+                }
+            }
+            Ok(run) => ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: run.report.error },
+            Err(e) => ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: Some(format!("{e:#}")) },
+        };
+        eprintln!("  throughput {:10} {:?} MB/s, {:?} CPU s/GiB, {:?} MiB peak RSS {}", k.name(), f.mb_s, f.cpu_s_per_gib, f.rss_mib, f.error.clone().unwrap_or_default());
+        out.push(f);
+    }
+    drop(seeder);
+    drop(topo);
+    Ok(out)
+}
+
+/// Summary of a vector for tables.
+pub fn sum(v: &[f64]) -> Option<Summary> {
+    metrics::summary(v)
+}
