@@ -36,6 +36,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::EngineError;
 use crate::config::{EngineConfig, RESERVED_IO_PERMITS};
 use crate::source::{TorrentInfo, TorrentSource, infohash_hex};
+
+// User controls over sharing (the web app's Sharing page).
+mod sharing;
 use crate::stream::{KinoStream, StreamRegistration};
 
 /// How often transfer totals are saved and the share policy is enforced.

@@ -8,10 +8,21 @@
 //!
 //! The server binds 127.0.0.1 by default and refuses requests whose `Host` is not a loopback
 //! name (DNS rebinding). Errors are JSON `{error, message}` with a fitting status code.
+//!
+//! [`WebApp`] adds the user-facing app on the same server: the embedded single page (`/`,
+//! `/assets/…`, from the `web/` folder), the JSON API under `/api/` ([`api`]), subtitles as
+//! WebVTT ([`vtt`]), codec support ([`codecs`]), saved settings ([`settings`]), and the
+//! defences of [`security`]: per-launch token on writes, no CORS, a Content-Security-Policy.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod api;
+pub mod codecs;
 mod range;
+pub mod security;
+pub mod settings;
+pub mod vtt;
+pub mod web;
 
 use std::net::SocketAddr;
 
@@ -84,6 +95,84 @@ pub fn router(engine: Engine) -> Router {
         .route("/health", get(|| async { "ok" }))
         .layer(middleware::from_fn(require_loopback_host))
         .with_state(AppState { engine })
+}
+
+/// What the web app needs besides the engine.
+#[derive(Clone, Default)]
+pub struct AppOptions {
+    /// The per-launch token (a random one when `None`).
+    pub token: Option<security::Token>,
+    /// Peers handed to every torrent the app adds (the demo's local seeder), besides the
+    /// DHT and PEX.
+    pub peers: Vec<SocketAddr>,
+    /// Catalog sync, for subscribing and refreshing from the Publishers page (`None`: the
+    /// page can still list and unsubscribe; new subscriptions are fetched by the next refresh).
+    pub sync: Option<kino_catalog::sync::CatalogSync>,
+}
+
+/// The web app: stream routes, the embedded pages and the JSON API on one router.
+pub struct WebApp {
+    router: Router,
+    token: security::Token,
+    tasks: tokio_util::task::TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl WebApp {
+    /// Builds the app over `engine`.
+    pub fn new(engine: Engine, opts: AppOptions) -> std::io::Result<WebApp> {
+        let token = match opts.token {
+            Some(t) => t,
+            None => security::Token::generate()?,
+        };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let ctx = api::Ctx {
+            store: engine.store().clone(),
+            engine: engine.clone(),
+            peers: std::sync::Arc::new(opts.peers),
+            sync: opts.sync,
+            prepared: Default::default(),
+            tasks: tasks.clone(),
+            cancel: cancel.clone(),
+        };
+        let pages = Router::new()
+            .route("/", get(web::index))
+            .route("/assets/{*path}", get(web::asset))
+            .with_state(token.clone());
+        let app = api::routes()
+            .with_state(ctx)
+            .merge(pages)
+            .layer(middleware::from_fn_with_state(
+                token.clone(),
+                security::require_token,
+            ))
+            .layer(middleware::from_fn(security::security_headers))
+            .layer(middleware::from_fn(require_loopback_host));
+        Ok(WebApp {
+            router: router(engine).merge(app),
+            token,
+            tasks,
+            cancel,
+        })
+    }
+
+    /// The router to serve (with [`Server::bind`]).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The per-launch token.
+    pub fn token(&self) -> &security::Token {
+        &self.token
+    }
+
+    /// Cancels and awaits the app's background tasks (refreshes, external players).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 /// Refuses requests whose `Host` header names anything but this machine's loopback names

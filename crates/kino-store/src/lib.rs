@@ -76,6 +76,16 @@ pub const MIGRATIONS: &[&str] = &[
         title, synopsis, genres, public_key UNINDEXED, id UNINDEXED,
         tokenize = 'unicode61 remove_diacritics 2'
     );",
+    // 3: watch history and resume positions (kino-server's web app), one row per title.
+    "CREATE TABLE watch_history (
+        public_key TEXT NOT NULL,
+        id TEXT NOT NULL,
+        stream INTEGER NOT NULL DEFAULT 0,
+        position_secs REAL NOT NULL,
+        duration_secs REAL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (public_key, id)
+    );",
 ];
 
 /// Errors from the store.
