@@ -9,9 +9,14 @@
 //! to be verified, so the first byte costs one piece from the swarm, and a seek costs one piece
 //! again. Large pieces keep the metainfo small (20 bytes of hash per piece, fetched before
 //! anything else when starting from a magnet). [`streaming_piece_length`] takes the smallest
-//! power of two from 256 KiB that keeps the torrent at or under 4096 pieces, capped at 4 MiB:
-//! a 700 MiB film gets 256 KiB pieces (2800 pieces, 55 KiB of hashes), a 4 GiB film 1 MiB
-//! pieces (80 KiB of hashes), which is about 2 s of a 4 Mbit/s stream per piece.
+//! power of two from 256 KiB that keeps the torrent at or under 8192 pieces (160 KiB of
+//! hashes), capped at 4 MiB: a 700 MiB film gets 256 KiB pieces, a 4 GiB film 512 KiB pieces.
+//!
+//! Measured (`cargo bench -p kino-engine --bench piece_length`, 48 MiB file, one seeder capped
+//! at 2 MiB/s, loopback; docs/streaming.md): seek-to-first-byte at 50 % took 124 ms with 64 KiB
+//! pieces, 248 ms with 256 KiB, 1.5 s with 1 MiB and 4.0 s with 4 MiB; start-up was ~0.1 s up to
+//! 1 MiB and 1.1 s at 4 MiB. Below 256 KiB the gain is small while the metainfo of a long film
+//! grows past 1 MiB, which delays every magnet start.
 
 use std::fs::File;
 use std::io::Read;
@@ -29,7 +34,7 @@ pub const MIN_PIECE_LENGTH: u32 = 256 * 1024;
 /// Largest piece length Kino chooses.
 pub const MAX_PIECE_LENGTH: u32 = 4 * 1024 * 1024;
 /// Pieces Kino aims to stay under.
-pub const TARGET_MAX_PIECES: u64 = 4096;
+pub const TARGET_MAX_PIECES: u64 = 8192;
 
 /// The piece length Kino uses for a torrent of `total_len` bytes (see the module docs).
 pub fn streaming_piece_length(total_len: u64) -> u32 {
@@ -252,7 +257,8 @@ mod tests {
     fn piece_length_grows_with_size() {
         assert_eq!(streaming_piece_length(30 << 20), 256 * 1024);
         assert_eq!(streaming_piece_length(700 << 20), 256 * 1024);
-        assert_eq!(streaming_piece_length(4 << 30), 1024 * 1024);
+        assert_eq!(streaming_piece_length(2 << 30), 256 * 1024);
+        assert_eq!(streaming_piece_length(4 << 30), 512 * 1024);
         assert_eq!(streaming_piece_length(100 << 30), MAX_PIECE_LENGTH);
     }
 
