@@ -1,0 +1,1 @@
+//! P2P distribution (stub).
