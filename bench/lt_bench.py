@@ -6,6 +6,8 @@ Needs Debian's python3-libtorrent (imports under /usr/bin/python3 only).
   seed  --torrent F --data DIR --bind IP --port P
         Seeds from DIR on IP:P (TCP only, no DHT/LSD/UPnP/NAT-PMP, unlimited unchoke slots),
         prints `LISTENING IP:P`, runs until SIGTERM/SIGINT.
+  create --path FILE --out F.torrent --piece-length N
+        Makes a v1 torrent without trackers.
   view  --torrent F --out DIR --bind IP --peer IP:PORT --bitrate BYTES_PER_S
         [--startup-bytes N] [--seeks 0.3,0.6,0.9] [--seek-bytes N] [--deadline S]
         Plays the file as a player would: sequential download, piece deadlines set from the
@@ -167,6 +169,15 @@ def view(a):
             time.sleep(0.1)
 
 
+def create(a):
+    fs = lt.file_storage()
+    lt.add_files(fs, a.path)
+    t = lt.create_torrent(fs, a.piece_length, flags=lt.create_torrent.v1_only)
+    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(a.path)))
+    with open(a.out, "wb") as f:
+        f.write(lt.bencode(t.generate()))
+
+
 def main():
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -189,8 +200,14 @@ def main():
     v.add_argument("--window-bytes", type=int, default=32 << 20)
     v.add_argument("--deadline", type=float, default=120)
     v.add_argument("--linger", action="store_true")
+    c = sub.add_parser("create")
+    c.add_argument("--path", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--piece-length", type=int, required=True)
     a = ap.parse_args()
-    if a.mode == "seed":
+    if a.mode == "create":
+        create(a)
+    elif a.mode == "seed":
         seed(a)
     else:
         a.seeks = [float(x) for x in a.seeks.split(",") if x]

@@ -130,11 +130,11 @@ fn tools(c: &Common) -> anyhow::Result<Tools> {
             .iter()
             .map(|p| repo.join(p))
             .find(|p| p.exists())
-            .context("no kino binary: build it with `cargo build --release -p kino` or pass --kino")?,
+            .unwrap_or_else(|| repo.join("target/release/kino")),
     };
     Ok(Tools {
         bench: std::env::current_exe()?,
-        kino: kino.canonicalize()?,
+        kino: kino.canonicalize().unwrap_or(kino),
         repo,
     })
 }

@@ -49,42 +49,42 @@ pub fn playback(run: &ViewRun, size: u64, bitrate: f64, startup_bytes: u64, resu
     let complete = run.report.samples.last().is_some_and(|(_, b)| *b >= size);
     let dt = 0.01;
     let mut out = Playback { stalls: 0, stall_s: 0.0, buffer: Vec::new() };
-    let mut t = 0.0;
-    // Before playback: everything that arrived is buffer.
-    while t < start {
-        if out.buffer.len() < 100_000 && (t * 10.0).fract() < dt * 10.0 {
-            out.buffer.push((t, arrived(run, t) as f64 / bitrate));
-        }
-        t += dt;
-    }
     let mut head = 0.0f64;
     let mut stalled = false;
+    let playing_from = (start / dt).ceil() as u64;
+    let last_sample = rel(run, run.report.samples.last()?.0);
     let limit = start + size as f64 / bitrate * 4.0 + 600.0;
-    while head < size as f64 && t < limit {
+    let mut step: u64 = 0;
+    while head < size as f64 {
+        let t = step as f64 * dt;
+        if t > limit {
+            break;
+        }
         let a = arrived(run, t) as f64;
-        if stalled {
-            out.stall_s += dt;
-            if a >= size as f64 || a - head >= resume_s * bitrate {
-                stalled = false;
-            }
-        } else {
-            head = (head + bitrate * dt).min(size as f64);
-            if head > a && a < size as f64 {
-                head = a;
-                stalled = true;
-                out.stalls += 1;
+        if step >= playing_from {
+            if stalled {
+                out.stall_s += dt;
+                if a >= size as f64 || a - head >= resume_s * bitrate {
+                    stalled = false;
+                }
+            } else {
+                head = (head + bitrate * dt).min(size as f64);
+                if head > a && a < size as f64 {
+                    head = a;
+                    stalled = true;
+                    out.stalls += 1;
+                }
             }
         }
-        let step = (t / dt).round() as u64;
         if step.is_multiple_of(10) && out.buffer.len() < 100_000 {
             out.buffer.push((t, (a - head).max(0.0) / bitrate));
         }
-        t += dt;
-        if !complete && t > rel(run, run.report.samples.last()?.0) + 1.0 {
+        if !complete && t > last_sample + 1.0 {
             // The read stopped early (deadline): the rest is one long stall.
             out.stalls += u32::from(!stalled);
             break;
         }
+        step += 1;
     }
     Some(out)
 }

@@ -212,24 +212,38 @@ async fn start_seeder(tools: &Tools, topo: &Topology, torrent: &Path, data_dir: 
     Ok(Seeder { _procs: procs, addr: dial })
 }
 
-/// Writes the film and its torrent under `dir`; returns (torrent, piece length).
+/// Writes the film and its torrent (made by libtorrent, the neutral party, with Kino's piece
+/// length rule unless given) under `dir`; returns (torrent, piece length).
 fn make_film(tools: &Tools, dir: &Path, size: u64, piece: Option<u32>) -> anyhow::Result<(PathBuf, u64)> {
     std::fs::create_dir_all(dir)?;
     let film = dir.join("film.mp4");
     data::write_film(&film, SEED, size)?;
     let torrent = dir.with_extension("torrent");
-    let mut c = std::process::Command::new(&tools.kino);
-    c.arg("--data-dir").arg(dir.join(".kino")).arg("create").arg(&film).arg("-o").arg(&torrent);
-    if let Some(p) = piece {
-        c.arg("--piece-length").arg(p.to_string());
-    }
-    let out = c.output().context("cannot run kino create")?;
+    let piece = piece.unwrap_or_else(|| streaming_piece_length(size));
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(tools.repo.join("bench/lt_bench.py"))
+        .args(["create", "--piece-length", &piece.to_string(), "--path"])
+        .arg(&film)
+        .arg("--out")
+        .arg(&torrent)
+        .output()
+        .context("cannot run bench/lt_bench.py create")?;
     if !out.status.success() {
-        bail!("kino create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("making the torrent failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let _ = std::fs::remove_dir_all(dir.join(".kino"));
     let bytes = std::fs::read(&torrent)?;
     Ok((torrent, piece_length(&bytes).context("no piece length in the torrent")?))
+}
+
+/// Kino's own rule for the piece length of a torrent it makes (`kino create`): the smallest
+/// power of two from 256 KiB that keeps the torrent at or under 8192 pieces, at most 4 MiB
+/// (`kino_engine::create::streaming_piece_length`, not linked here to keep the bench light).
+fn streaming_piece_length(size: u64) -> u32 {
+    let mut p: u64 = 256 * 1024;
+    while size.div_ceil(p) > 8192 && p < 4 << 20 {
+        p *= 2;
+    }
+    p as u32
 }
 
 fn piece_length(t: &[u8]) -> Option<u64> {
