@@ -219,7 +219,8 @@ impl UpdateClient {
 
     /// Writes the persistent state atomically.
     pub fn save_state(&self, state: &ClientState) -> Result<(), UpdateError> {
-        std::fs::create_dir_all(&self.cfg.state_dir).map_err(io("cannot create the state folder"))?;
+        std::fs::create_dir_all(&self.cfg.state_dir)
+            .map_err(io("cannot create the state folder"))?;
         let tmp = self.state_path().with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| UpdateError::Usage(format!("cannot serialize the state: {e}")))?;
@@ -235,7 +236,9 @@ impl UpdateClient {
     pub fn floor(&self) -> Result<Version, UpdateError> {
         let st = self.state()?;
         let stored = st.floor.as_deref().and_then(|f| f.parse::<Version>().ok());
-        Ok(stored.map_or(self.cfg.current_version, |f| f.max(self.cfg.current_version)))
+        Ok(stored.map_or(self.cfg.current_version, |f| {
+            f.max(self.cfg.current_version)
+        }))
     }
 
     /// The root this client trusts now: the embedded one, or the newer one tough verified and
@@ -323,7 +326,10 @@ impl UpdateClient {
             }
         }
         let (version, target, length, sha256) = best.ok_or_else(|| {
-            UpdateError::NoUpdate(format!("no binary for {} in the release", self.cfg.platform))
+            UpdateError::NoUpdate(format!(
+                "no binary for {} in the release",
+                self.cfg.platform
+            ))
         })?;
         let floor = self.floor()?;
         if version < floor {
@@ -381,7 +387,11 @@ impl UpdateClient {
         })
     }
 
-    async fn stage_into(&self, release: &VerifiedRelease, staged: &Path) -> Result<(), UpdateError> {
+    async fn stage_into(
+        &self,
+        release: &VerifiedRelease,
+        staged: &Path,
+    ) -> Result<(), UpdateError> {
         let _ = std::fs::remove_file(staged);
         let name = TargetName::new(release.target.clone())
             .map_err(tuf(format!("target name {}", release.target)))?;
@@ -396,7 +406,10 @@ impl UpdateClient {
         let mut hasher = sha2::Sha256::new();
         let mut len: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(tuf(format!("the binary {} failed verification", release.target)))?;
+            let chunk = chunk.map_err(tuf(format!(
+                "the binary {} failed verification",
+                release.target
+            )))?;
             len += chunk.len() as u64;
             if len > release.length {
                 return Err(UpdateError::Refused(format!(
@@ -414,7 +427,8 @@ impl UpdateClient {
                 release.target
             )));
         }
-        f.sync_all().map_err(io(format!("cannot sync {}", staged.display())))?;
+        f.sync_all()
+            .map_err(io(format!("cannot sync {}", staged.display())))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -471,7 +485,8 @@ pub fn rollback(binary: &Path) -> Result<PathBuf, UpdateError> {
             previous.display()
         )));
     }
-    std::fs::rename(&previous, binary).map_err(io(format!("cannot restore {}", binary.display())))?;
+    std::fs::rename(&previous, binary)
+        .map_err(io(format!("cannot restore {}", binary.display())))?;
     if let Some(dir) = binary.parent() {
         fsync_dir(dir);
     }

@@ -10,6 +10,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use tough::TargetName;
 use tough::editor::RepositoryEditor;
 use tough::editor::signed::{PathExists, SignedRole};
 use tough::key_source::KeySource;
@@ -19,7 +20,6 @@ use tough::schema::{
     Target, Targets, Timestamp,
 };
 use tough::sign::Sign;
-use tough::TargetName;
 
 use crate::error::{UpdateError, io, schema, tuf};
 use crate::keys::KeyFile;
@@ -85,7 +85,9 @@ pub fn latest_root(repo: &Path) -> Result<Option<(u64, PathBuf)>, UpdateError> {
     for e in std::fs::read_dir(&dir).map_err(io(format!("cannot list {}", dir.display())))? {
         let e = e.map_err(io("cannot list the metadata folder"))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_suffix(".root.json").and_then(|n| n.parse::<u64>().ok())
+        if let Some(n) = name
+            .strip_suffix(".root.json")
+            .and_then(|n| n.parse::<u64>().ok())
             && best.as_ref().is_none_or(|(b, _)| n > *b)
         {
             best = Some((n, e.path()));
@@ -156,10 +158,13 @@ pub async fn add_signature<T: Role + Serialize>(
         .map_err(|e| UpdateError::Usage(format!("cannot serialize metadata: {e}")))?;
     let signer = key.signer()?;
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let sig = signer.sign(&data, &rng).await.map_err(|e| UpdateError::Key {
-        path: key.path().to_path_buf(),
-        message: format!("signing failed: {e}"),
-    })?;
+    let sig = signer
+        .sign(&data, &rng)
+        .await
+        .map_err(|e| UpdateError::Key {
+            path: key.path().to_path_buf(),
+            message: format!("signing failed: {e}"),
+        })?;
     let keyid = key
         .tuf_key()?
         .key_id()
@@ -215,11 +220,19 @@ pub async fn sign_root(repo: &Path, key: &KeyFile) -> Result<u64, UpdateError> {
         .tuf_key()?
         .key_id()
         .map_err(schema("computing a key id"))?;
-    let mut allowed = root.signed.roles.get(&RoleType::Root).is_some_and(|r| r.keyids.contains(&id));
+    let mut allowed = root
+        .signed
+        .roles
+        .get(&RoleType::Root)
+        .is_some_and(|r| r.keyids.contains(&id));
     if n > 1 {
         let prev: Signed<Root> =
             read_json(&metadata_dir(repo).join(format!("{}.root.json", n - 1)))?;
-        allowed |= prev.signed.roles.get(&RoleType::Root).is_some_and(|r| r.keyids.contains(&id));
+        allowed |= prev
+            .signed
+            .roles
+            .get(&RoleType::Root)
+            .is_some_and(|r| r.keyids.contains(&id));
     }
     if !allowed {
         return Err(UpdateError::Usage(format!(
@@ -312,8 +325,8 @@ pub async fn publish(
         return Err(UpdateError::Usage("nothing to publish".into()));
     }
     let version = opts.version.unwrap_or_else(|| current_version(repo) + 1);
-    let version = NonZeroU64::new(version)
-        .ok_or_else(|| UpdateError::Usage("versions start at 1".into()))?;
+    let version =
+        NonZeroU64::new(version).ok_or_else(|| UpdateError::Usage("versions start at 1".into()))?;
     let mut editor = RepositoryEditor::new(&root_path)
         .await
         .map_err(tuf("loading the root"))?;
@@ -346,10 +359,9 @@ pub async fn publish(
         .timestamp_version(version)
         .timestamp_expires(opts.timestamp_expires);
     let sources: Vec<Box<dyn KeySource>> = keys.iter().map(|k| k.source()).collect();
-    let signed = editor
-        .sign(&sources)
-        .await
-        .map_err(tuf("signing the publication (are a threshold of each role's keys given?)"))?;
+    let signed = editor.sign(&sources).await.map_err(tuf(
+        "signing the publication (are a threshold of each role's keys given?)",
+    ))?;
     let tdir = targets_dir(repo);
     std::fs::create_dir_all(&tdir).map_err(io("cannot create the targets folder"))?;
     for (name, path) in &names {

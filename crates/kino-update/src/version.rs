@@ -43,7 +43,9 @@ mod tests {
         let a: Version = "0.1.0".parse().unwrap();
         let b: Version = "0.10.0".parse().unwrap();
         assert!(a < b);
-        for bad in ["", "1", "1.2", "1.2.3.4", "1.2.x", "-1.2.3", "1..3", "+1.2.3"] {
+        for bad in [
+            "", "1", "1.2", "1.2.3.4", "1.2.x", "-1.2.3", "1..3", "+1.2.3",
+        ] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
         }
     }
