@@ -139,12 +139,19 @@ pub async fn publish(s: Settings, a: PublishArgs) -> anyhow::Result<()> {
         );
         let mut tick = tokio::time::interval(REPUBLISH_INTERVAL);
         tick.tick().await;
+        // One signal listener for the whole loop, raced against the work too: a SIGTERM that
+        // arrives while a republish runs is neither lost nor made to wait for it.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = shutdown_signal() => break,
+                _ = &mut shutdown => break,
                 _ = tick.tick() => {
-                    if let Err(e) = sync.publish(&key, &a.dir).await {
-                        eprintln!("republish failed: {e}");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        r = sync.publish(&key, &a.dir) => if let Err(e) = r {
+                            eprintln!("republish failed: {e}");
+                        }
                     }
                 }
             }
@@ -335,7 +342,8 @@ pub async fn dht_testnet(
 
 /// `kino` with no subcommand: the long-running app. Seeds what the share policy keeps,
 /// refreshes subscriptions, republishes their DHT items, until Ctrl-C.
-pub async fn run_app(s: Settings, refresh_every: Duration) -> anyhow::Result<()> {
+/// Serves the web app on 127.0.0.1 (and opens the browser with `open`).
+pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow::Result<()> {
     let engine = s.start_engine().await?;
     let result = async {
         let resumed = engine.resume_shared().await?;
@@ -360,25 +368,37 @@ pub async fn run_app(s: Settings, refresh_every: Duration) -> anyhow::Result<()>
             }
         );
         let _ = std::io::stdout().flush();
+        let web = crate::app::start(&s, &engine, sync.clone(), Vec::new(), open).await?;
         let mut refresh = tokio::time::interval(refresh_every);
         let mut republish = tokio::time::interval(REPUBLISH_INTERVAL);
+        // One signal listener for the whole loop, raced against the work too: a SIGTERM that
+        // arrives during a refresh or republish is neither lost nor made to wait for it.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = shutdown_signal() => break,
+                _ = &mut shutdown => break,
                 _ = refresh.tick() => {
                     if let Some(sync) = &sync {
-                        refresh_all(sync, engine.store()).await?;
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            r = refresh_all(sync, engine.store()) => { r?; }
+                        }
                     }
                 }
                 _ = republish.tick() => {
-                    if let Some(sync) = &sync
-                        && let Err(e) = sync.republish().await
-                    {
-                        eprintln!("republish: {e}");
+                    if let Some(sync) = &sync {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            r = sync.republish() => if let Err(e) = r {
+                                eprintln!("republish: {e}");
+                            }
+                        }
                     }
                 }
             }
         }
+        web.shutdown().await;
         Ok(())
     }
     .await;
