@@ -440,3 +440,111 @@ fn publish_subscribe_search_update() -> anyhow::Result<()> {
     net.stop()?;
     Ok(())
 }
+
+/// Waits (bounded) for the app to print `ADDRESS: up to date (seq S)` `times` times: each is a
+/// refresh that found the held catalog current, made sure its torrent is seeding and announced
+/// this node as its peer.
+fn wait_up_to_date(
+    app: &mut KinoProcess,
+    address: &str,
+    seq: u64,
+    times: usize,
+) -> anyhow::Result<()> {
+    let want = format!("{address}: up to date (seq {seq})");
+    for _ in 0..times {
+        app.wait_line(START_LIMIT, |l| l == want)
+            .with_context(|| format!("the app never printed {want:?}"))?;
+    }
+    Ok(())
+}
+
+/// Subscribes with bounded retries: right after DHT nodes were replaced, the item and the
+/// peers reach the new nodes only with the subscribers' next republish/announce.
+fn subscribe_eventually(
+    data: &Path,
+    bootstrap: &str,
+    address: &str,
+    attempts: usize,
+) -> anyhow::Result<Finished> {
+    let mut last = None;
+    for _ in 0..attempts {
+        let out = subscribe(data, bootstrap, address)?;
+        if out.ok() {
+            return Ok(out);
+        }
+        eprintln!("subscribe attempt failed (retrying): {out}");
+        last = Some(out);
+    }
+    bail!(
+        "no successful subscribe in {attempts} attempts; last: {}",
+        last.map(|o| o.to_string()).unwrap_or_default()
+    )
+}
+
+/// Subscribers keep a catalog alive: once they run as apps, the publisher can die (kill -9)
+/// and a new subscriber still gets the catalog from them; then even the DHT nodes that stored
+/// the publisher's item can all be replaced, and the subscribers' republished copy of the
+/// signed item still leads a fourth subscriber, bootstrapped only from the new nodes, to it.
+#[test]
+fn catalog_survives_its_publisher() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut net_a = Testnet::start(&root.join("testnet-a"), 30, None)?;
+    let bs_a = net_a.addr.clone();
+
+    let key = root.join("publisher.key");
+    let address = keygen(&root.join("scratch"), &key)?;
+    let folder = root.join("catalog");
+    copy_sample(&folder)?;
+    let mut publisher = start_publisher(&root.join("publisher"), &bs_a, &key, &folder, 5)?;
+
+    let (s1, s2, s3, s4) = (
+        root.join("s1"),
+        root.join("s2"),
+        root.join("s3"),
+        root.join("s4"),
+    );
+    let a = Running::spawn(subscribe_cmd(&s1, &bs_a, &address)?, "subscribe s1")?;
+    let b = Running::spawn(subscribe_cmd(&s2, &bs_a, &address)?, "subscribe s2")?;
+    assert_indexed(&a.finish(SYNC_LIMIT)?, &address, 5);
+    assert_indexed(&b.finish(SYNC_LIMIT)?, &address, 5);
+
+    // Both run as apps: they seed the catalog torrent and announce themselves as its peers.
+    let mut app1 = start_app(&s1, &bs_a)?;
+    let mut app2 = start_app(&s2, &bs_a)?;
+    wait_up_to_date(&mut app1, &address, 5, 1)?;
+    wait_up_to_date(&mut app2, &address, 5, 1)?;
+
+    // The publisher dies without any cleanup; subscriber 3 gets the catalog from 1 and 2.
+    publisher.kill9()?;
+    let out = subscribe(&s3, &bs_a, &address)?;
+    assert_indexed(&out, &address, 5);
+    assert_eq!(search(&s3, &["pattern"], None)?, ["Test Pattern"]);
+
+    // New DHT nodes join; the apps restart bootstrapped from them only (the app republishes
+    // its held items at start, and announces at every refresh); then every old node stops.
+    let mut net_b = Testnet::start(&root.join("testnet-b"), 30, Some(&bs_a))?;
+    let bs_b = net_b.addr.clone();
+    assert_eq!(app1.terminate()?, Some(0));
+    assert_eq!(app2.terminate()?, Some(0));
+    let mut app1 = start_app(&s1, &bs_b)?;
+    let mut app2 = start_app(&s2, &bs_b)?;
+    // Two refreshes each: the start-up republish has run by then (one loop, one task at a time).
+    wait_up_to_date(&mut app1, &address, 5, 2)?;
+    wait_up_to_date(&mut app2, &address, 5, 2)?;
+    net_a.stop()?;
+
+    // Subscriber 4 knows only the new nodes. Bounded retries: if an app's start-up republish
+    // landed mostly on old nodes, its next refresh announces again on the live ones.
+    let out = subscribe_eventually(&s4, &bs_b, &address, 4)?;
+    assert_indexed(&out, &address, 5);
+    assert_eq!(search(&s4, &["pattern"], None)?, ["Test Pattern"]);
+    let row = catalogs_row(&s4, &address)?;
+    assert!(row.name_fetched && row.seq == Some(5), "{row:?}");
+
+    assert_eq!(app1.terminate()?, Some(0));
+    assert_eq!(app2.terminate()?, Some(0));
+    net_b.stop()?;
+    Ok(())
+}
