@@ -57,7 +57,9 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .with_context(|| format!("unknown client {s:?} (kino, libtorrent, peerflix, webtorrent, rqbit)"))
+            .with_context(|| {
+                format!("unknown client {s:?} (kino, libtorrent, peerflix, webtorrent, rqbit)")
+            })
     }
 }
 
@@ -83,7 +85,9 @@ impl Tools {
             if p.exists() {
                 None
             } else {
-                Some(format!("{what} not installed (scripts/install-bench-peers)"))
+                Some(format!(
+                    "{what} not installed (scripts/install-bench-peers)"
+                ))
             }
         };
         match k {
@@ -94,11 +98,17 @@ impl Tools {
                     .stderr(Stdio::null())
                     .status()
                     .is_ok_and(|s| s.success());
-                (!ok).then(|| "python3-libtorrent not installed (scripts/install-bench-peers)".into())
+                (!ok).then(|| {
+                    "python3-libtorrent not installed (scripts/install-bench-peers)".into()
+                })
             }
-            Kind::Peerflix => need(self.peers().join("node/node_modules/.bin/peerflix"), "peerflix"),
+            Kind::Peerflix => need(
+                self.peers().join("node/node_modules/.bin/peerflix"),
+                "peerflix",
+            ),
             Kind::Webtorrent => need(
-                self.peers().join("node/node_modules/webtorrent/package.json"),
+                self.peers()
+                    .join("node/node_modules/webtorrent/package.json"),
                 "webtorrent",
             ),
             Kind::Rqbit => need(self.peers().join("cargo/bin/rqbit"), "rqbit"),
@@ -108,7 +118,9 @@ impl Tools {
     /// Version string of `k` for the report.
     pub fn version(&self, k: Kind) -> String {
         let pkg = |name: &str| -> String {
-            let p = self.peers().join(format!("node/node_modules/{name}/package.json"));
+            let p = self
+                .peers()
+                .join(format!("node/node_modules/{name}/package.json"));
             std::fs::read_to_string(p)
                 .ok()
                 .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
@@ -125,7 +137,19 @@ impl Tools {
                 .unwrap_or_else(|| "?".into())
         };
         match k {
-            Kind::Kino => format!("git {}", run(Path::new("git"), &["-C", &self.repo.display().to_string(), "rev-parse", "--short", "HEAD"])),
+            Kind::Kino => format!(
+                "git {}",
+                run(
+                    Path::new("git"),
+                    &[
+                        "-C",
+                        &self.repo.display().to_string(),
+                        "rev-parse",
+                        "--short",
+                        "HEAD"
+                    ]
+                )
+            ),
             Kind::Libtorrent => run(
                 Path::new("/usr/bin/python3"),
                 &["-c", "import libtorrent; print(libtorrent.__version__)"],
@@ -186,7 +210,13 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `prog args` inside `ns`, stdout piped, stderr to `log`.
-    pub fn spawn_in(ns: &str, prog: &Path, args: &[String], log: &Path, envs: &[(&str, String)]) -> anyhow::Result<Proc> {
+    pub fn spawn_in(
+        ns: &str,
+        prog: &Path,
+        args: &[String],
+        log: &Path,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<Proc> {
         let mut c = Command::new("ip");
         c.arg("netns").arg("exec").arg(ns).arg(prog).args(args);
         for (k, v) in envs {
@@ -210,7 +240,11 @@ impl Proc {
     }
 
     /// Reads stdout lines until `pick` returns a value, within `timeout`.
-    pub async fn wait_line<T>(&mut self, timeout: Duration, mut pick: impl FnMut(&str) -> Option<T>) -> anyhow::Result<T> {
+    pub async fn wait_line<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> anyhow::Result<T> {
         let out = self.child.stdout.as_mut().context("no stdout")?;
         let mut lines = BufReader::new(out).lines();
         let fut = async {
@@ -221,27 +255,34 @@ impl Proc {
             }
             bail!("exited before printing the expected line")
         };
-        tokio::time::timeout(timeout, fut).await.context("timed out waiting for output")?
+        tokio::time::timeout(timeout, fut)
+            .await
+            .context("timed out waiting for output")?
     }
 
     /// Peak RSS (KiB) and CPU seconds so far, from /proc.
     pub fn usage(&self) -> (Option<u64>, Option<f64>) {
-        let Some(pid) = self.pid() else { return (None, None) };
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        });
-        let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ut: f64 = f.get(11)?.parse().ok()?;
-            let st: f64 = f.get(12)?.parse().ok()?;
-            Some((ut + st) / 100.0)
-        });
+        let Some(pid) = self.pid() else {
+            return (None, None);
+        };
+        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            });
+        let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ut: f64 = f.get(11)?.parse().ok()?;
+                let st: f64 = f.get(12)?.parse().ok()?;
+                Some((ut + st) / 100.0)
+            });
         (rss, cpu)
     }
-
 }
 
 fn reader_args(spec: &ViewSpec) -> Vec<String> {
@@ -259,20 +300,38 @@ fn reader_args(spec: &ViewSpec) -> Vec<String> {
     ];
     if !spec.seeks.is_empty() {
         a.push("--seeks".into());
-        a.push(spec.seeks.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","));
+        a.push(
+            spec.seeks
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     a
 }
 
 /// Runs one viewer of kind `k` on `node`, reads its stream per `spec`, then stops it.
 /// `dir` is a fresh folder for this run (data and logs).
-pub async fn view(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir: &Path) -> anyhow::Result<ViewRun> {
+pub async fn view(
+    k: Kind,
+    tools: &Tools,
+    node: &Node,
+    spec: &ViewSpec,
+    dir: &Path,
+) -> anyhow::Result<ViewRun> {
     Ok(view_keep(k, tools, node, spec, dir).await?.0)
 }
 
 /// Like [`view`], but the client keeps running (and sharing) until the returned processes are
 /// dropped.
-pub async fn view_keep(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir: &Path) -> anyhow::Result<(ViewRun, Vec<Proc>)> {
+pub async fn view_keep(
+    k: Kind,
+    tools: &Tools,
+    node: &Node,
+    spec: &ViewSpec,
+    dir: &Path,
+) -> anyhow::Result<(ViewRun, Vec<Proc>)> {
     std::fs::create_dir_all(dir)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
@@ -298,14 +357,26 @@ pub async fn view_keep(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir
             if !spec.share {
                 args.push("--no-share".into());
             }
-            args.extend(["play".into(), torrent, "--player".into(), "none".into(), "--peer".into(), spec.peer.clone()]);
+            args.extend([
+                "play".into(),
+                torrent,
+                "--player".into(),
+                "none".into(),
+                "--peer".into(),
+                spec.peer.clone(),
+            ]);
             for p in &spec.extra_peers {
                 args.extend(["--peer".into(), p.clone()]);
             }
-            let envs = [("XDG_CONFIG_HOME", dir.display().to_string()), ("RUST_LOG", "warn".to_string())];
+            let envs = [
+                ("XDG_CONFIG_HOME", dir.display().to_string()),
+                ("RUST_LOG", "warn".to_string()),
+            ];
             let mut c = Proc::spawn_in(ns, &tools.kino, &args, &log, &envs)?;
             let url = c
-                .wait_line(spec.deadline, |l| l.starts_with("http://").then(|| l.to_owned()))
+                .wait_line(spec.deadline, |l| {
+                    l.starts_with("http://").then(|| l.to_owned())
+                })
                 .await
                 .context("kino did not print its stream URL")?;
             reader.extend(["--url".into(), url]);
@@ -333,11 +404,25 @@ pub async fn view_keep(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir
         }
         Kind::Webtorrent => {
             let script = tools.repo.join("bench/wt_viewer.js");
-            let args: Vec<String> = vec![script.display().to_string(), torrent, data.display().to_string(), spec.peer.clone(), "8888".into()];
+            let args: Vec<String> = vec![
+                script.display().to_string(),
+                torrent,
+                data.display().to_string(),
+                spec.peer.clone(),
+                "8888".into(),
+            ];
             let node_path = tools.peers().join("node/node_modules");
-            let mut c = Proc::spawn_in(ns, Path::new("/usr/bin/node"), &args, &log, &[("NODE_PATH", node_path.display().to_string())])?;
+            let mut c = Proc::spawn_in(
+                ns,
+                Path::new("/usr/bin/node"),
+                &args,
+                &log,
+                &[("NODE_PATH", node_path.display().to_string())],
+            )?;
             let url = c
-                .wait_line(spec.deadline, |l| l.starts_with("http://").then(|| l.to_owned()))
+                .wait_line(spec.deadline, |l| {
+                    l.starts_with("http://").then(|| l.to_owned())
+                })
                 .await
                 .context("webtorrent did not print its stream URL")?;
             reader.extend(["--url".into(), url]);
@@ -362,8 +447,19 @@ pub async fn view_keep(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir
             if !spec.share {
                 args.push("--disable-upload".into());
             }
-            args.extend(["server".into(), "start".into(), "--disable-persistence".into(), data.display().to_string()]);
-            let c = Proc::spawn_in(ns, &bin, &args, &log, &[("RQBIT_LOG_LEVEL_CONSOLE", "warn".into())])?;
+            args.extend([
+                "server".into(),
+                "start".into(),
+                "--disable-persistence".into(),
+                data.display().to_string(),
+            ]);
+            let c = Proc::spawn_in(
+                ns,
+                &bin,
+                &args,
+                &log,
+                &[("RQBIT_LOG_LEVEL_CONSOLE", "warn".into())],
+            )?;
             reader.extend([
                 "--rqbit-api".into(),
                 "http://127.0.0.1:3030".into(),
@@ -404,7 +500,13 @@ pub async fn view_keep(k: Kind, tools: &Tools, node: &Node, spec: &ViewSpec, dir
             ];
             if !spec.seeks.is_empty() {
                 args.push("--seeks".into());
-                args.push(spec.seeks.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","));
+                args.push(
+                    spec.seeks
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
             }
             let r = Proc::spawn_in(ns, Path::new("/usr/bin/python3"), &args, &log, &[])?;
             (None, r)

@@ -40,7 +40,11 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
         /// Clients, comma-separated.
-        #[arg(long, default_value = "kino,libtorrent,peerflix,webtorrent,rqbit", value_delimiter = ',')]
+        #[arg(
+            long,
+            default_value = "kino,libtorrent,peerflix,webtorrent,rqbit",
+            value_delimiter = ','
+        )]
         clients: Vec<String>,
         /// Repetitions of scenarios 1-3.
         #[arg(long, default_value_t = 3)]
@@ -156,16 +160,30 @@ async fn bench(cfg: Config, tools: Tools, smoke: bool) -> anyhow::Result<bool> {
     let md = report::markdown(&res);
     println!("{md}");
     std::fs::write(cfg.out.join("results.md"), &md)?;
-    std::fs::write(cfg.out.join("results.json"), serde_json::to_string_pretty(&res)?)?;
+    std::fs::write(
+        cfg.out.join("results.json"),
+        serde_json::to_string_pretty(&res)?,
+    )?;
     let charts = cfg.out.join("charts.json");
     std::fs::write(&charts, serde_json::to_string(&report::chart_data(&res))?)?;
     let plot = tools.repo.join("bench/plot.py");
-    match tokio::process::Command::new("/usr/bin/python3").arg(&plot).arg(&charts).arg(&cfg.out).status().await {
+    match tokio::process::Command::new("/usr/bin/python3")
+        .arg(&plot)
+        .arg(&charts)
+        .arg(&cfg.out)
+        .status()
+        .await
+    {
         Ok(s) if s.success() => eprintln!("charts written under {}", cfg.out.display()),
-        _ => eprintln!("no charts: bench/plot.py needs python3-matplotlib (scripts/install-bench-peers)"),
+        _ => eprintln!(
+            "no charts: bench/plot.py needs python3-matplotlib (scripts/install-bench-peers)"
+        ),
     }
     eprintln!("results: {}", cfg.out.join("results.md").display());
-    let failed = res.clients.values().any(|f| !f.errors.is_empty() || (f.skipped.is_none() && f.startup.is_empty()));
+    let failed = res
+        .clients
+        .values()
+        .any(|f| !f.errors.is_empty() || (f.skipped.is_none() && f.startup.is_empty()));
     if smoke {
         let missing = res.clients.values().any(|f| f.skipped.is_some());
         return Ok(!failed && !missing);
@@ -202,7 +220,19 @@ async fn main() -> ExitCode {
     let work = std::env::temp_dir().join(format!("kino-bench-{}", std::process::id()));
     let job = async {
         match cli.cmd {
-            Cmd::Reader { url, rqbit_api, torrent, peer, out, size, seed, startup_bytes, seeks, seek_bytes, deadline } => {
+            Cmd::Reader {
+                url,
+                rqbit_api,
+                torrent,
+                peer,
+                out,
+                size,
+                seed,
+                startup_bytes,
+                seeks,
+                seek_bytes,
+                deadline,
+            } => {
                 let source = match (url, rqbit_api) {
                     (Some(u), _) => reader::Source::Url(u),
                     (None, Some(api)) => reader::Source::Rqbit {
@@ -213,17 +243,33 @@ async fn main() -> ExitCode {
                     },
                     _ => anyhow::bail!("--url or --rqbit-api"),
                 };
-                let rep = reader::run(reader::Plan { source, size, seed, startup_bytes, seeks, seek_bytes, deadline: Duration::from_secs(deadline) }).await;
+                let rep = reader::run(reader::Plan {
+                    source,
+                    size,
+                    seed,
+                    startup_bytes,
+                    seeks,
+                    seek_bytes,
+                    deadline: Duration::from_secs(deadline),
+                })
+                .await;
                 println!("{}", serde_json::to_string(&rep)?);
                 Ok(true)
             }
-            Cmd::Relay { listen, to, delay_ms } => {
+            Cmd::Relay {
+                listen,
+                to,
+                delay_ms,
+            } => {
                 relay::run(listen, to, Duration::from_millis(delay_ms)).await?;
                 Ok(true)
             }
             Cmd::Smoke { common } => {
                 let tools = tools(&common)?;
-                let out = common.out.clone().unwrap_or_else(|| tools.repo.join("bench/results/tmp/smoke"));
+                let out = common
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| tools.repo.join("bench/results/tmp/smoke"));
                 let cfg = Config {
                     clients: vec![Kind::Kino, Kind::Libtorrent],
                     film_secs: 16.0,
@@ -249,12 +295,27 @@ async fn main() -> ExitCode {
                 bench(cfg, tools, true).await
             }
             Cmd::Run {
-                common, clients, reps, film_secs, bitrate_mbit, uplink_mbit, rtt_ms, piece_length,
-                swarm_viewers, swarm_clients, swarm_film_secs, swarm_origin_mbit, swarm_viewer_mbit,
-                throughput_mib, deadline,
+                common,
+                clients,
+                reps,
+                film_secs,
+                bitrate_mbit,
+                uplink_mbit,
+                rtt_ms,
+                piece_length,
+                swarm_viewers,
+                swarm_clients,
+                swarm_film_secs,
+                swarm_origin_mbit,
+                swarm_viewer_mbit,
+                throughput_mib,
+                deadline,
             } => {
                 let tools = tools(&common)?;
-                let out = common.out.clone().unwrap_or_else(|| tools.repo.join("bench/results"));
+                let out = common
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| tools.repo.join("bench/results"));
                 let cfg = Config {
                     clients: kinds(&clients)?,
                     film_secs,

@@ -27,7 +27,11 @@ pub fn time_to_bytes(run: &ViewRun, bytes: u64) -> Option<f64> {
 fn arrived(run: &ViewRun, t: f64) -> u64 {
     let us = run.t0_us + (t * 1e6) as u64;
     let i = run.report.samples.partition_point(|(s, _)| *s <= us);
-    if i == 0 { 0 } else { run.report.samples[i - 1].1 }
+    if i == 0 {
+        0
+    } else {
+        run.report.samples[i - 1].1
+    }
 }
 
 /// The simulated player's playback of a linear read.
@@ -44,11 +48,21 @@ pub struct Playback {
 /// Plays the arrival curve: starts when `startup_bytes` are in, consumes `bitrate` bytes/s,
 /// stalls when the playhead reaches the data, resumes when `resume_s` of media are buffered
 /// again (or the file is complete). Steps of 10 ms; ends when the playhead reaches the end.
-pub fn playback(run: &ViewRun, size: u64, bitrate: f64, startup_bytes: u64, resume_s: f64) -> Option<Playback> {
+pub fn playback(
+    run: &ViewRun,
+    size: u64,
+    bitrate: f64,
+    startup_bytes: u64,
+    resume_s: f64,
+) -> Option<Playback> {
     let start = time_to_bytes(run, startup_bytes.min(size))?;
     let complete = run.report.samples.last().is_some_and(|(_, b)| *b >= size);
     let dt = 0.01;
-    let mut out = Playback { stalls: 0, stall_s: 0.0, buffer: Vec::new() };
+    let mut out = Playback {
+        stalls: 0,
+        stall_s: 0.0,
+        buffer: Vec::new(),
+    };
     let mut head = 0.0f64;
     let mut stalled = false;
     let playing_from = (start / dt).ceil() as u64;
@@ -94,7 +108,12 @@ pub fn seek_times(run: &ViewRun) -> Vec<(f64, Option<f64>)> {
     run.report
         .seeks
         .iter()
-        .map(|s| (s.frac, s.done_us.map(|d| d.saturating_sub(s.start_us) as f64 / 1e6)))
+        .map(|s| {
+            (
+                s.frac,
+                s.done_us.map(|d| d.saturating_sub(s.start_us) as f64 / 1e6),
+            )
+        })
         .collect()
 }
 
@@ -119,8 +138,17 @@ pub fn summary(v: &[f64]) -> Option<Summary> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
-    Some(Summary { median, min: s[0], max: s[n - 1], n })
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    Some(Summary {
+        median,
+        min: s[0],
+        max: s[n - 1],
+        n,
+    })
 }
 
 /// Percentile `p` (0..=100) by nearest rank.

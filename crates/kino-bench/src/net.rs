@@ -156,7 +156,10 @@ impl Topology {
             sh("ip", &["-n", &hub, "link", "set", &port, "master", "br0"])?;
             sh("ip", &["-n", &hub, "link", "set", &port, "up"])?;
             sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            sh(
+                "ip",
+                &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
             sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             if let Some(bps) = c.up_bps {
                 tbf("eth0", &ns, bps)?;
@@ -173,7 +176,16 @@ impl Topology {
     pub fn tx_bytes(&self, i: usize) -> anyhow::Result<u64> {
         let out = sh(
             "ip",
-            &["-n", &self.nodes[i].ns, "-s", "-j", "link", "show", "dev", "eth0"],
+            &[
+                "-n",
+                &self.nodes[i].ns,
+                "-s",
+                "-j",
+                "link",
+                "show",
+                "dev",
+                "eth0",
+            ],
         )?;
         let v: serde_json::Value = serde_json::from_str(&out)?;
         v[0]["stats64"]["tx"]["bytes"]

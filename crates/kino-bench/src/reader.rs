@@ -234,9 +234,7 @@ async fn run_inner(p: &Plan, rep: &mut ReadReport) -> anyhow::Result<()> {
             *first = Some(t);
         }
         let done = got >= first_read.min(p.size);
-        if done
-            || (samples.len() < MAX_SAMPLES
-                && (got >= last.1 + 65536 || t >= last.0 + 20_000))
+        if done || (samples.len() < MAX_SAMPLES && (got >= last.1 + 65536 || t >= last.0 + 20_000))
         {
             samples.push((t, got));
             last = (t, got);

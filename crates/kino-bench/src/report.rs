@@ -20,7 +20,11 @@ fn cell(s: Option<Summary>, unit: &str, kino: Option<Summary>, is_kino: bool) ->
     }
 }
 
-type Metric = (&'static str, &'static str, Box<dyn Fn(&ClientFigures) -> Vec<f64>>);
+type Metric = (
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&ClientFigures) -> Vec<f64>>,
+);
 
 /// The markdown report.
 pub fn markdown(r: &Results) -> String {
@@ -39,7 +43,7 @@ pub fn markdown(r: &Results) -> String {
         mbit(r.bitrate_bps),
         r.size as f64 * 8.0 / r.bitrate_bps as f64,
         r.piece / 1024,
-        r.clients.get(&Kind::Libtorrent).map(|c| c.version.as_str()).unwrap_or("?"),
+        r.seeder,
         mbit(r.uplink_bps),
         r.rtt_ms,
         r.bitrate_bps as f64 * 100.0 / r.uplink_bps as f64,
@@ -58,25 +62,60 @@ pub fn markdown(r: &Results) -> String {
     }
     o.push('\n');
     let mut rows: Vec<Metric> = vec![
-        ("time to first byte", " s", Box::new(|f: &ClientFigures| f.ttfb.clone())),
-        ("startup (10 s readable)", " s", Box::new(|f: &ClientFigures| f.startup.clone())),
-        ("stalls during playback", "", Box::new(|f: &ClientFigures| f.stalls.clone())),
-        ("total stall time", " s", Box::new(|f: &ClientFigures| f.stall_s.clone())),
+        (
+            "time to first byte",
+            " s",
+            Box::new(|f: &ClientFigures| f.ttfb.clone()),
+        ),
+        (
+            "startup (10 s readable)",
+            " s",
+            Box::new(|f: &ClientFigures| f.startup.clone()),
+        ),
+        (
+            "stalls during playback",
+            "",
+            Box::new(|f: &ClientFigures| f.stalls.clone()),
+        ),
+        (
+            "total stall time",
+            " s",
+            Box::new(|f: &ClientFigures| f.stall_s.clone()),
+        ),
     ];
-    let mut points: Vec<String> = r.clients.values().flat_map(|c| c.seek.keys().cloned()).collect();
+    let mut points: Vec<String> = r
+        .clients
+        .values()
+        .flat_map(|c| c.seek.keys().cloned())
+        .collect();
     points.sort();
     points.dedup();
     for p in points {
         let name: &'static str = Box::leak(format!("seek to {p}: to play").into_boxed_str());
-        rows.push((name, " s", Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default())));
+        rows.push((
+            name,
+            " s",
+            Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default()),
+        ));
     }
-    rows.push(("peak RSS", " MiB", Box::new(|f: &ClientFigures| f.rss_mib.clone())));
+    rows.push((
+        "peak RSS",
+        " MiB",
+        Box::new(|f: &ClientFigures| f.rss_mib.clone()),
+    ));
     for (name, unit, get) in &rows {
-        let kino = r.clients.get(&Kind::Kino).and_then(|f| metrics::summary(&get(f)));
+        let kino = r
+            .clients
+            .get(&Kind::Kino)
+            .and_then(|f| metrics::summary(&get(f)));
         let _ = write!(o, "| {name} |");
         for k in &kinds {
             let f = &r.clients[k];
-            let c = if f.skipped.is_some() { "n/a".into() } else { cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino) };
+            let c = if f.skipped.is_some() {
+                "n/a".into()
+            } else {
+                cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino)
+            };
             let _ = write!(o, " {c} |");
         }
         o.push('\n');
@@ -90,14 +129,25 @@ pub fn markdown(r: &Results) -> String {
         o,
         "\nPhysical limit of startup: {:.2} s = whole pieces holding the first {:.0} s / ({:.1} Mbit/s × {:.3} goodput) + {} RTT. \
          Physical limit of a seek on an idle link: {:.2} s.",
-        r.startup_limit, r.startup_secs, mbit(r.uplink_bps), metrics::GOODPUT, metrics::STARTUP_RTTS, r.seek_limit
+        r.startup_limit,
+        r.startup_secs,
+        mbit(r.uplink_bps),
+        metrics::GOODPUT,
+        metrics::STARTUP_RTTS,
+        r.seek_limit
     );
     for (k, f) in &r.clients {
         if let Some(why) = &f.skipped {
             let _ = writeln!(o, "\n- {}: not run: {why}", k.name());
         }
         if !f.errors.is_empty() {
-            let _ = writeln!(o, "\n- {}: {} failed run(s): {}", k.name(), f.errors.len(), f.errors.join("; "));
+            let _ = writeln!(
+                o,
+                "\n- {}: {} failed run(s): {}",
+                k.name(),
+                f.errors.len(),
+                f.errors.join("; ")
+            );
         }
     }
     if !r.swarm.is_empty() {
@@ -108,7 +158,11 @@ pub fn markdown(r: &Results) -> String {
             r.swarm_size as f64 / 1e6
         );
         for s in &r.swarm {
-            let p = |q| metrics::percentile(&s.startup, q).map(|v| format!("{v:.2} s")).unwrap_or("–".into());
+            let p = |q| {
+                metrics::percentile(&s.startup, q)
+                    .map(|v| format!("{v:.2} s"))
+                    .unwrap_or("–".into())
+            };
             let _ = writeln!(
                 o,
                 "| {} | {} | {:.2}× | {} | {} | {}/{} |",
@@ -122,7 +176,13 @@ pub fn markdown(r: &Results) -> String {
             );
         }
         for s in r.swarm.iter().filter(|s| !s.errors.is_empty()) {
-            let _ = writeln!(o, "\n- swarm {} share {}: {}", s.client.name(), s.share, s.errors.join("; "));
+            let _ = writeln!(
+                o,
+                "\n- swarm {} share {}: {}",
+                s.client.name(),
+                s.share,
+                s.errors.join("; ")
+            );
         }
     }
     if !r.throughput.is_empty() {
@@ -131,13 +191,21 @@ pub fn markdown(r: &Results) -> String {
             "\n### Throughput: {:.2} GiB, unthrottled, libtorrent seeder to one reader\n\n| client | MB/s (spawn to last byte) | CPU s per GiB | peak RSS |\n|---|---|---|---|",
             r.throughput_size as f64 / (1u64 << 30) as f64
         );
-        let kino = r.throughput.iter().find(|t| t.client == Kind::Kino).cloned();
+        let kino = r
+            .throughput
+            .iter()
+            .find(|t| t.client == Kind::Kino)
+            .cloned();
         for t in &r.throughput {
             let ratio = |v: Option<f64>, k: Option<f64>| match (v, k) {
-                (Some(v), Some(k)) if t.client != Kind::Kino && k > 0.0 => format!(" ({:.2}×)", v / k),
+                (Some(v), Some(k)) if t.client != Kind::Kino && k > 0.0 => {
+                    format!(" ({:.2}×)", v / k)
+                }
                 _ => String::new(),
             };
-            let f = |v: Option<f64>, d: usize| v.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "–".into());
+            let f = |v: Option<f64>, d: usize| {
+                v.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "–".into())
+            };
             let _ = writeln!(
                 o,
                 "| {} | {}{} | {}{} | {}{} |{}",
@@ -148,7 +216,10 @@ pub fn markdown(r: &Results) -> String {
                 ratio(t.cpu_s_per_gib, kino.as_ref().and_then(|k| k.cpu_s_per_gib)),
                 f(t.rss_mib, 0),
                 ratio(t.rss_mib, kino.as_ref().and_then(|k| k.rss_mib)),
-                t.error.as_ref().map(|e| format!(" {e}")).unwrap_or_default()
+                t.error
+                    .as_ref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -162,7 +233,12 @@ pub fn markdown(r: &Results) -> String {
 /// The issue's targets, each PASS / FAIL / not measured, with the numbers.
 pub fn targets(r: &Results) -> Vec<String> {
     let mut v = Vec::new();
-    let med = |k: Kind, get: &dyn Fn(&ClientFigures) -> Vec<f64>| r.clients.get(&k).and_then(|f| metrics::summary(&get(f))).map(|s| s.median);
+    let med = |k: Kind, get: &dyn Fn(&ClientFigures) -> Vec<f64>| {
+        r.clients
+            .get(&k)
+            .and_then(|f| metrics::summary(&get(f)))
+            .map(|s| s.median)
+    };
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let kino_start = med(Kind::Kino, &|f| f.startup.clone());
     let best_peer = r
@@ -189,20 +265,31 @@ pub fn targets(r: &Results) -> Vec<String> {
         ));
     }
     let share = r.bitrate_bps as f64 / r.uplink_bps as f64;
-    if let Some(f) = r.clients.get(&Kind::Kino) && !f.stalls.is_empty() {
+    if let Some(f) = r.clients.get(&Kind::Kino)
+        && !f.stalls.is_empty()
+    {
         let total: f64 = f.stalls.iter().sum();
         v.push(format!(
             "{} 0 stalls at {:.0} % of the viewer's share: {total} stalls in {} runs",
-            if share <= 0.7 { verdict(total == 0.0) } else { "n/a (bitrate above 70 %)" },
+            if share <= 0.7 {
+                verdict(total == 0.0)
+            } else {
+                "n/a (bitrate above 70 %)"
+            },
             share * 100.0,
             f.stalls.len()
         ));
     }
-    if let Some(f) = r.clients.get(&Kind::Kino) && !f.seek.is_empty() {
+    if let Some(f) = r.clients.get(&Kind::Kino)
+        && !f.seek.is_empty()
+    {
         let all: Vec<f64> = f.seek.values().flatten().copied().collect();
         let worst = all.iter().copied().fold(0.0, f64::max);
         let m = metrics::summary(&all).map(|s| s.median).unwrap_or(f64::NAN);
-        v.push(format!("{} seek-to-play ≤ 1.5 s: median {m:.2} s, worst {worst:.2} s", verdict(worst <= 1.5)));
+        v.push(format!(
+            "{} seek-to-play ≤ 1.5 s: median {m:.2} s, worst {worst:.2} s",
+            verdict(worst <= 1.5)
+        ));
     }
     for s in r.swarm.iter().filter(|s| s.client == Kind::Kino && s.share) {
         v.push(format!(
@@ -214,12 +301,18 @@ pub fn targets(r: &Results) -> Vec<String> {
             s.viewers
         ));
     }
-    if let Some(t) = r.throughput.iter().find(|t| t.client == Kind::Kino) && let Some(rss) = t.rss_mib {
+    if let Some(t) = r.throughput.iter().find(|t| t.client == Kind::Kino)
+        && let Some(rss) = t.rss_mib
+    {
         v.push(format!(
             "{} peak RSS ≤ 64 MiB while streaming a {:.2} GiB file: {rss:.0} MiB{}",
             verdict(rss <= 64.0),
             r.throughput_size as f64 / (1u64 << 30) as f64,
-            if r.throughput_size < 4 << 30 { " (the target names 4 GiB; this run used a smaller file)" } else { "" }
+            if r.throughput_size < 4 << 30 {
+                " (the target names 4 GiB; this run used a smaller file)"
+            } else {
+                ""
+            }
         ));
     }
     v

@@ -130,6 +130,8 @@ pub struct Results {
     pub date: String,
     /// Machine.
     pub machine: String,
+    /// libtorrent version of the seeder.
+    pub seeder: String,
     /// Film size, bytes.
     pub size: u64,
     /// Piece length.
@@ -162,6 +164,9 @@ pub struct Results {
     pub throughput_size: u64,
 }
 
+/// Per client: (startup, buffer-ahead series) of each linear run.
+type BufferRuns = BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>>;
+
 /// A started seeder (and relay) in node 0 of a topology.
 struct Seeder {
     _procs: Vec<Proc>,
@@ -169,7 +174,14 @@ struct Seeder {
     addr: String,
 }
 
-async fn start_seeder(tools: &Tools, topo: &Topology, torrent: &Path, data_dir: &Path, rtt_ms: u64, logs: &Path) -> anyhow::Result<Seeder> {
+async fn start_seeder(
+    tools: &Tools,
+    topo: &Topology,
+    torrent: &Path,
+    data_dir: &Path,
+    rtt_ms: u64,
+    logs: &Path,
+) -> anyhow::Result<Seeder> {
     let n = &topo.nodes[0];
     let script = tools.repo.join("bench/lt_bench.py");
     let args: Vec<String> = vec![
@@ -184,9 +196,17 @@ async fn start_seeder(tools: &Tools, topo: &Topology, torrent: &Path, data_dir: 
         "--port".into(),
         "6881".into(),
     ];
-    let mut s = Proc::spawn_in(&n.ns, Path::new("/usr/bin/python3"), &args, &logs.join("seeder.log"), &[])?;
+    let mut s = Proc::spawn_in(
+        &n.ns,
+        Path::new("/usr/bin/python3"),
+        &args,
+        &logs.join("seeder.log"),
+        &[],
+    )?;
     let addr = s
-        .wait_line(Duration::from_secs(120), |l| l.strip_prefix("LISTENING ").map(str::to_owned))
+        .wait_line(Duration::from_secs(120), |l| {
+            l.strip_prefix("LISTENING ").map(str::to_owned)
+        })
         .await
         .context("the libtorrent seeder did not start (see seeder.log)")?;
     let mut procs = vec![s];
@@ -203,18 +223,28 @@ async fn start_seeder(tools: &Tools, topo: &Topology, torrent: &Path, data_dir: 
             (rtt_ms / 2).to_string(),
         ];
         let mut r = Proc::spawn_in(&n.ns, &tools.bench, &args, &logs.join("relay.log"), &[])?;
-        r.wait_line(Duration::from_secs(10), |l| l.starts_with("relay listening").then_some(()))
-            .await
-            .context("the relay did not start")?;
+        r.wait_line(Duration::from_secs(10), |l| {
+            l.starts_with("relay listening").then_some(())
+        })
+        .await
+        .context("the relay did not start")?;
         procs.push(r);
         dial = listen;
     }
-    Ok(Seeder { _procs: procs, addr: dial })
+    Ok(Seeder {
+        _procs: procs,
+        addr: dial,
+    })
 }
 
 /// Writes the film and its torrent (made by libtorrent, the neutral party, with Kino's piece
 /// length rule unless given) under `dir`; returns (torrent, piece length).
-fn make_film(tools: &Tools, dir: &Path, size: u64, piece: Option<u32>) -> anyhow::Result<(PathBuf, u64)> {
+fn make_film(
+    tools: &Tools,
+    dir: &Path,
+    size: u64,
+    piece: Option<u32>,
+) -> anyhow::Result<(PathBuf, u64)> {
     std::fs::create_dir_all(dir)?;
     let film = dir.join("film.mp4");
     data::write_film(&film, SEED, size)?;
@@ -229,10 +259,16 @@ fn make_film(tools: &Tools, dir: &Path, size: u64, piece: Option<u32>) -> anyhow
         .output()
         .context("cannot run bench/lt_bench.py create")?;
     if !out.status.success() {
-        bail!("making the torrent failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "making the torrent failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let bytes = std::fs::read(&torrent)?;
-    Ok((torrent, piece_length(&bytes).context("no piece length in the torrent")?))
+    Ok((
+        torrent,
+        piece_length(&bytes).context("no piece length in the torrent")?,
+    ))
 }
 
 /// Kino's own rule for the piece length of a torrent it makes (`kino create`): the smallest
@@ -256,15 +292,29 @@ fn piece_length(t: &[u8]) -> Option<u64> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "?".into());
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{n} CPUs ({cpu}), {} GiB RAM, Linux {}", mem / (1 << 20), kernel.trim())
+    format!(
+        "{n} CPUs ({cpu}), {} GiB RAM, Linux {}",
+        mem / (1 << 20),
+        kernel.trim()
+    )
 }
 
 fn date() -> String {
@@ -287,6 +337,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     let mut res = Results {
         date: date(),
         machine: machine(),
+        seeder: tools.version(Kind::Libtorrent),
         size,
         piece,
         bitrate_bps: cfg.bitrate_bps,
@@ -314,7 +365,10 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     );
     let mut active = Vec::new();
     for &k in &cfg.clients {
-        let mut f = ClientFigures { version: tools.version(k), ..Default::default() };
+        let mut f = ClientFigures {
+            version: tools.version(k),
+            ..Default::default()
+        };
         f.skipped = tools.missing(k);
         if f.skipped.is_none() {
             active.push(k);
@@ -322,11 +376,25 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         res.clients.insert(k, f);
     }
     if cfg.reps > 0 && !active.is_empty() {
-        let topo = Topology::new(&[Caps { up_bps: Some(cfg.uplink_bps), down_bps: None }, Caps::default()])?;
+        let topo = Topology::new(&[
+            Caps {
+                up_bps: Some(cfg.uplink_bps),
+                down_bps: None,
+            },
+            Caps::default(),
+        ])?;
         let logs = cfg.work.join("logs");
         std::fs::create_dir_all(&logs)?;
-        let seeder = start_seeder(tools, &topo, &torrent, &cfg.work.join("film"), cfg.rtt_ms, &logs).await?;
-        let mut buffers: BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>> = BTreeMap::new();
+        let seeder = start_seeder(
+            tools,
+            &topo,
+            &torrent,
+            &cfg.work.join("film"),
+            cfg.rtt_ms,
+            &logs,
+        )
+        .await?;
+        let mut buffers: BufferRuns = BTreeMap::new();
         for rep in 0..cfg.reps {
             let mut order = active.clone();
             order.rotate_left(rep % active.len());
@@ -350,7 +418,12 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                     let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
                     let f = res.clients.get_mut(&k).context("client")?;
                     let line = record(f, &mut buffers, r, &spec, phase, startup_bytes);
-                    eprintln!("  rep {} {phase:4} {:10} {line} ({:.1} s)", rep + 1, k.name(), started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "  rep {} {phase:4} {:10} {line} ({:.1} s)",
+                        rep + 1,
+                        k.name(),
+                        started.elapsed().as_secs_f64()
+                    );
                     let _ = std::fs::remove_dir_all(dir.join("data"));
                 }
             }
@@ -358,7 +431,9 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         // Chart the run with the median startup of each client.
         for (k, mut runs) in buffers {
             runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some(f) = res.clients.get_mut(&k) && !runs.is_empty() {
+            if let Some(f) = res.clients.get_mut(&k)
+                && !runs.is_empty()
+            {
                 f.buffer = runs.swap_remove(runs.len() / 2).1;
             }
         }
@@ -368,18 +443,46 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     if cfg.swarm_viewers > 0 {
         let swarm_size = (cfg.swarm_film_secs * bitrate) as u64;
         res.swarm_size = swarm_size;
-        let (storrent, _) = make_film(tools, &cfg.work.join("swarmfilm"), swarm_size, cfg.piece_length)?;
+        let (storrent, _) = make_film(
+            tools,
+            &cfg.work.join("swarmfilm"),
+            swarm_size,
+            cfg.piece_length,
+        )?;
         for &k in &cfg.swarm_clients {
             if let Some(why) = tools.missing(k) {
-                res.swarm.push(SwarmFigures { client: k, share: true, egress_ratio: f64::NAN, startup: vec![], completed: 0, viewers: 0, errors: vec![why] });
+                res.swarm.push(SwarmFigures {
+                    client: k,
+                    share: true,
+                    egress_ratio: f64::NAN,
+                    startup: vec![],
+                    completed: 0,
+                    viewers: 0,
+                    errors: vec![why],
+                });
                 continue;
             }
             for share in [true, false] {
-                let f = swarm(cfg, tools, k, share, &storrent, swarm_size, bitrate, startup_bytes).await?;
+                let f = swarm(
+                    cfg,
+                    tools,
+                    k,
+                    share,
+                    &storrent,
+                    swarm_size,
+                    bitrate,
+                    startup_bytes,
+                )
+                .await?;
                 eprintln!(
                     "  swarm {:10} share {:5} origin egress {:.2}x file, startup p50 {:?} p95 {:?}, {}/{} complete",
-                    k.name(), share, f.egress_ratio,
-                    metrics::percentile(&f.startup, 50.0), metrics::percentile(&f.startup, 95.0), f.completed, f.viewers
+                    k.name(),
+                    share,
+                    f.egress_ratio,
+                    metrics::percentile(&f.startup, 50.0),
+                    metrics::percentile(&f.startup, 95.0),
+                    f.completed,
+                    f.viewers
                 );
                 res.swarm.push(f);
             }
@@ -394,7 +497,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
 
 fn record(
     f: &mut ClientFigures,
-    buffers: &mut BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>>,
+    buffers: &mut BufferRuns,
     r: anyhow::Result<ViewRun>,
     spec: &ViewSpec,
     phase: &str,
@@ -434,7 +537,10 @@ fn record(
     }
     for (frac, t) in metrics::seek_times(&run) {
         if let Some(t) = t {
-            f.seek.entry(format!("{:.0}%", frac * 100.0)).or_default().push(t);
+            f.seek
+                .entry(format!("{:.0}%", frac * 100.0))
+                .or_default()
+                .push(t);
             line += &format!("seek {:.0}% {t:.2} s ", frac * 100.0);
         }
     }
@@ -445,9 +551,24 @@ fn record(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn swarm(cfg: &Config, tools: &Tools, k: Kind, share: bool, torrent: &Path, size: u64, bitrate: f64, startup_bytes: u64) -> anyhow::Result<SwarmFigures> {
-    let mut caps = vec![Caps { up_bps: Some(cfg.swarm_origin_bps), down_bps: None }];
-    caps.extend((0..cfg.swarm_viewers).map(|_| Caps { up_bps: Some(cfg.swarm_viewer_bps), down_bps: None }));
+async fn swarm(
+    cfg: &Config,
+    tools: &Tools,
+    k: Kind,
+    share: bool,
+    torrent: &Path,
+    size: u64,
+    bitrate: f64,
+    startup_bytes: u64,
+) -> anyhow::Result<SwarmFigures> {
+    let mut caps = vec![Caps {
+        up_bps: Some(cfg.swarm_origin_bps),
+        down_bps: None,
+    }];
+    caps.extend((0..cfg.swarm_viewers).map(|_| Caps {
+        up_bps: Some(cfg.swarm_viewer_bps),
+        down_bps: None,
+    }));
     let topo = Topology::new(&caps)?;
     let logs = cfg.work.join(format!("swarm-{}-{share}", k.name()));
     std::fs::create_dir_all(&logs)?;
@@ -473,10 +594,20 @@ async fn swarm(cfg: &Config, tools: &Tools, k: Kind, share: bool, torrent: &Path
         peers.push(format!("{}:6881", node.ip));
         let tools = tools.clone();
         let dir = logs.join(format!("v{i}"));
-        tasks.push(tokio::spawn(async move { clients::view_keep(k, &tools, &node, &spec, &dir).await }));
+        tasks.push(tokio::spawn(async move {
+            clients::view_keep(k, &tools, &node, &spec, &dir).await
+        }));
         tokio::time::sleep(Duration::from_secs_f64(cfg.swarm_stagger)).await;
     }
-    let mut fig = SwarmFigures { client: k, share, egress_ratio: 0.0, startup: vec![], completed: 0, viewers: cfg.swarm_viewers, errors: vec![] };
+    let mut fig = SwarmFigures {
+        client: k,
+        share,
+        egress_ratio: 0.0,
+        startup: vec![],
+        completed: 0,
+        viewers: cfg.swarm_viewers,
+        errors: vec![],
+    };
     let mut done = Vec::new();
     for t in tasks {
         done.push(t.await);
@@ -507,17 +638,35 @@ async fn swarm(cfg: &Config, tools: &Tools, k: Kind, share: bool, torrent: &Path
     Ok(fig)
 }
 
-async fn throughput(cfg: &Config, tools: &Tools, bitrate: f64) -> anyhow::Result<Vec<ThroughputFigures>> {
+async fn throughput(
+    cfg: &Config,
+    tools: &Tools,
+    bitrate: f64,
+) -> anyhow::Result<Vec<ThroughputFigures>> {
     let size = cfg.throughput_bytes;
     let (torrent, _) = make_film(tools, &cfg.work.join("bigfilm"), size, cfg.piece_length)?;
     let topo = Topology::new(&[Caps::default(), Caps::default()])?;
     let logs = cfg.work.join("throughput");
     std::fs::create_dir_all(&logs)?;
-    let seeder = start_seeder(tools, &topo, &torrent, &torrent.with_extension(""), 0, &logs).await?;
+    let seeder = start_seeder(
+        tools,
+        &topo,
+        &torrent,
+        &torrent.with_extension(""),
+        0,
+        &logs,
+    )
+    .await?;
     let mut out = Vec::new();
     for &k in &cfg.clients {
         if let Some(why) = tools.missing(k) {
-            out.push(ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: Some(why) });
+            out.push(ThroughputFigures {
+                client: k,
+                mb_s: None,
+                cpu_s_per_gib: None,
+                rss_mib: None,
+                error: Some(why),
+            });
             continue;
         }
         let spec = ViewSpec {
@@ -548,10 +697,29 @@ async fn throughput(cfg: &Config, tools: &Tools, bitrate: f64) -> anyhow::Result
                     error: None,
                 }
             }
-            Ok(run) => ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: run.report.error },
-            Err(e) => ThroughputFigures { client: k, mb_s: None, cpu_s_per_gib: None, rss_mib: None, error: Some(format!("{e:#}")) },
+            Ok(run) => ThroughputFigures {
+                client: k,
+                mb_s: None,
+                cpu_s_per_gib: None,
+                rss_mib: None,
+                error: run.report.error,
+            },
+            Err(e) => ThroughputFigures {
+                client: k,
+                mb_s: None,
+                cpu_s_per_gib: None,
+                rss_mib: None,
+                error: Some(format!("{e:#}")),
+            },
         };
-        eprintln!("  throughput {:10} {:?} MB/s, {:?} CPU s/GiB, {:?} MiB peak RSS {}", k.name(), f.mb_s, f.cpu_s_per_gib, f.rss_mib, f.error.clone().unwrap_or_default());
+        eprintln!(
+            "  throughput {:10} {:?} MB/s, {:?} CPU s/GiB, {:?} MiB peak RSS {}",
+            k.name(),
+            f.mb_s,
+            f.cpu_s_per_gib,
+            f.rss_mib,
+            f.error.clone().unwrap_or_default()
+        );
         out.push(f);
     }
     drop(seeder);

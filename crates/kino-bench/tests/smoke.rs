@@ -8,11 +8,16 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn smoke_kino_and_libtorrent() -> Result<(), String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run id: {e}"))?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run id: {e}"))?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("kino-bench's smoke test needs root (it creates network namespaces, veth pairs and tc qdiscs); run the tests as root".into());
     }
-    if Command::new("ip").arg("-V").output().is_err() || Command::new("tc").arg("-V").output().is_err() {
+    if Command::new("ip").arg("-V").output().is_err()
+        || Command::new("tc").arg("-V").output().is_err()
+    {
         return Err("kino-bench's smoke test needs iproute2 (`ip`, `tc`): scripts/install-test-deps installs it".into());
     }
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -47,7 +52,10 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
     let table = std::fs::read_to_string(out.join("results.md")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&out);
     if !run.status.success() {
-        return Err(format!("kino-bench smoke failed ({}):\n{stdout}\n{stderr}", run.status));
+        return Err(format!(
+            "kino-bench smoke failed ({}):\n{stdout}\n{stderr}",
+            run.status
+        ));
     }
     if !table.contains("| startup (10 s readable) |") || !table.contains("libtorrent") {
         return Err(format!("no results table:\n{stdout}"));
@@ -56,7 +64,10 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
         return Err(format!("smoke took {elapsed:?} (budget: 60 s)"));
     }
     // Nothing left behind: no namespace of this run remains.
-    let ns = Command::new("ip").args(["netns", "list"]).output().map_err(|e| e.to_string())?;
+    let ns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map_err(|e| e.to_string())?;
     let left: Vec<String> = String::from_utf8_lossy(&ns.stdout)
         .lines()
         .filter(|l| l.starts_with("kb"))
