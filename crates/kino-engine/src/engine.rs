@@ -296,9 +296,18 @@ impl Engine {
         self.entry(ih).map(|entry| Torrent { entry })
     }
 
-    /// Resolves a source to validated metainfo: from the source itself, from the database,
-    /// or from the swarm (magnet metadata, BEP 9), bounded by `metadata_timeout`.
-    /// Returns the peers seen while resolving.
+    /// Resolves a source to validated metainfo without adding it (to check a user's choice of
+    /// file before anything is written): from the source itself, from the database, or from
+    /// the swarm (magnet metadata, BEP 9), bounded by `metadata_timeout`. Returns the peers seen
+    /// while resolving, to pass on to [`Engine::add`].
+    pub async fn resolve_source(
+        &self,
+        source: &TorrentSource,
+        peers: &[SocketAddr],
+    ) -> Result<(TorrentInfo, Vec<SocketAddr>), EngineError> {
+        self.resolve(source, peers).await
+    }
+
     async fn resolve(
         &self,
         source: &TorrentSource,
@@ -468,7 +477,7 @@ impl Engine {
         });
         let mut map = lock(&self.inner.torrents);
         let entry = map.entry(entry.info.infohash).or_insert(entry).clone();
-        info!(name = %entry.info.name, "torrent added");
+        debug!(name = %entry.info.name, "torrent added");
         Ok(entry)
     }
 

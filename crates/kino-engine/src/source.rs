@@ -172,6 +172,7 @@ impl TorrentInfo {
         let parsed = torrent_from_bytes(&metainfo)
             .map_err(|e| EngineError::invalid(format!("malformed torrent: {e}")))?;
         let infohash = parsed.info_hash;
+        check_piece_layout(&parsed.info.data)?;
         let info = parsed
             .info
             .data
@@ -236,6 +237,49 @@ impl TorrentInfo {
     }
 }
 
+/// Largest piece length accepted (BEP 3 sets none; real torrents stay far below).
+pub const MAX_PIECE_LENGTH: u32 = 64 * 1024 * 1024;
+
+/// Checks the piece layout before librqbit computes with it (it divides by the piece length
+/// and indexes hashes by piece): a positive, bounded piece length, whole 20-byte hashes, and
+/// exactly one hash per piece of the content.
+fn check_piece_layout<B: AsRef<[u8]>>(
+    info: &librqbit::TorrentMetaV1Info<B>,
+) -> Result<(), EngineError> {
+    let pl = info.piece_length;
+    if pl == 0 || pl > MAX_PIECE_LENGTH {
+        return Err(EngineError::invalid(format!(
+            "invalid torrent: piece length {pl} (must be 1 to {MAX_PIECE_LENGTH})"
+        )));
+    }
+    let hashes = info.pieces.as_ref().len();
+    if hashes % 20 != 0 {
+        return Err(EngineError::invalid(format!(
+            "invalid torrent: the piece hashes are {hashes} bytes, not a multiple of 20"
+        )));
+    }
+    let total = match (info.length, &info.files) {
+        (Some(len), None) => Some(len),
+        (None, Some(files)) => files
+            .iter()
+            .try_fold(0u64, |acc, f| acc.checked_add(f.length)),
+        _ => {
+            return Err(EngineError::invalid(
+                "invalid torrent: it must have either a length or a list of files",
+            ));
+        }
+    }
+    .ok_or_else(|| EngineError::invalid("invalid torrent: file sizes overflow"))?;
+    let want = total.div_ceil(pl as u64);
+    if want != (hashes / 20) as u64 {
+        return Err(EngineError::invalid(format!(
+            "invalid torrent: {total} bytes in pieces of {pl} need {want} piece hashes, it has {}",
+            hashes / 20
+        )));
+    }
+    Ok(())
+}
+
 /// Formats a magnet link with an optional display name.
 pub fn magnet_link(ih: &Id20, name: Option<&str>) -> String {
     let mut s = format!("magnet:?xt=urn:btih:{}", infohash_hex(ih));
@@ -287,6 +331,21 @@ mod tests {
         assert!(matches!(err, EngineError::InvalidInput(_)));
         let err = TorrentInfo::from_bytes(Bytes::from_static(b"garbage")).expect_err("bad");
         assert!(err.to_string().contains("malformed torrent"), "{err}");
+        // Piece layouts that would make librqbit divide by zero or index past the hashes.
+        let cases: [(&[u8], &str); 4] = [
+            (b"d4:infod6:lengthi100e4:name5:a.bin12:piece lengthi0e6:pieces20:aaaaaaaaaaaaaaaaaaaaee", "piece length 0"),
+            (b"d4:infod6:lengthi100e4:name5:a.bin12:piece lengthi16384e6:pieces19:aaaaaaaaaaaaaaaaaaaee", "multiple of 20"),
+            (b"d4:infod6:lengthi100000e4:name5:a.bin12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee", "need 7 piece hashes"),
+            (b"d4:infod6:lengthi100e4:name5:a.bin12:piece lengthi16384e6:pieces40:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaee", "need 1 piece hashes"),
+        ];
+        for (bytes, want) in cases {
+            let err = TorrentInfo::from_bytes(Bytes::from_static(bytes)).expect_err(want);
+            assert!(matches!(err, EngineError::InvalidInput(_)), "{err:?}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should mention {want}"
+            );
+        }
     }
 
     #[test]
