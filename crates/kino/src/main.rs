@@ -2,6 +2,7 @@
 //! to exit codes (2 for bad input, 1 for everything else). The work lives in the library
 //! crates; the subcommands in [`cli`] only wire them together.
 
+mod app;
 mod catalogs;
 mod cli;
 mod config;
@@ -23,6 +24,9 @@ pub struct Cli {
     /// How often the running app (no subcommand) refreshes subscriptions, in seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECS")]
     refresh_interval: u64,
+    /// Open the app in the default browser (no subcommand).
+    #[arg(long)]
+    open: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -70,6 +74,12 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run Kino with its web app on 127.0.0.1 (what `kino` alone does); prints the URL.
+    App {
+        /// Open the app in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// Make a torrent of a file or folder (piece length chosen for streaming).
     Create(cli::CreateArgs),
     /// Seed a file, folder or .torrent until Ctrl-C.
@@ -145,12 +155,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let settings = cli::Settings::load(&cli.global)?;
-        let Some(command) = cli.command else {
-            let every = std::time::Duration::from_secs(cli.refresh_interval.max(1));
-            return catalogs::run_app(settings, every).await;
-        };
+        let mut settings = cli::Settings::load(&cli.global)?;
+        let command = cli.command.unwrap_or(Command::App { open: false });
         match command {
+            Command::App { open } => {
+                app::apply_saved_settings(&mut settings, cli.global.no_share)?;
+                let every = std::time::Duration::from_secs(cli.refresh_interval.max(1));
+                catalogs::run_app(settings, every, open || cli.open).await
+            }
             Command::Create(a) => cli::create(a),
             Command::Seed(a) => cli::seed(settings, a).await,
             Command::Play(a) => cli::play(settings, a).await,
