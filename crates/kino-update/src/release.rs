@@ -492,3 +492,23 @@ pub fn timestamp_pointer_keys(root: &Root, max: usize) -> Vec<[u8; 32]> {
     out.sort();
     out
 }
+
+/// The key among `keys` that the newest root names for the timestamp role (it signs the DHT
+/// pointer), if any.
+pub fn timestamp_key_among(repo: &Path, keys: &[KeyFile]) -> Result<Option<KeyFile>, UpdateError> {
+    let (_, path) = latest_root(repo)?
+        .ok_or_else(|| UpdateError::Usage("no root in this repository: run init".into()))?;
+    let root: Signed<Root> = read_json(&path)?;
+    let ts = timestamp_pointer_keys(&root.signed, usize::MAX);
+    for k in keys {
+        if ts.contains(&k.public_key()?) {
+            return Ok(Some(k.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Now plus `lifetime`.
+pub fn expires_in(lifetime: jiff::SignedDuration) -> jiff::Timestamp {
+    jiff::Timestamp::now() + lifetime
+}

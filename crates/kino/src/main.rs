@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod demo;
 mod format;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,6 +123,12 @@ enum Command {
     /// DHT tools.
     #[command(subcommand)]
     Dht(catalogs::DhtCommand),
+    /// Find, verify, install or roll back a release (TUF metadata over the DHT and the swarm).
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
+    /// Release tools: keys, root, signatures, publication.
+    #[command(subcommand)]
+    Release(update::ReleaseCommand),
 }
 
 fn main() -> ExitCode {
@@ -177,6 +184,8 @@ fn main() -> ExitCode {
             Command::Catalogs => catalogs::catalogs(settings),
             Command::Refresh => catalogs::refresh(settings).await,
             Command::Search(a) => catalogs::search(settings, a),
+            Command::Update(c) => update::update(settings, c).await,
+            Command::Release(c) => update::release_cmd(settings, c).await,
             Command::Dht(catalogs::DhtCommand::Testnet { nodes, port }) => {
                 catalogs::dht_testnet(nodes, port, settings.engine.dht_bootstrap.clone()).await
             }
