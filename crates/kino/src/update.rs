@@ -89,8 +89,8 @@ pub struct PublishArgs {
     #[arg(long = "key", required = true)]
     pub keys: Vec<PathBuf>,
     /// Version of the binaries.
-    #[arg(long = "release-version")]
-    pub version: String,
+    #[arg(long = "release-version", value_name = "VERSION")]
+    pub release_version: String,
     /// Platform of the binaries (default: this one).
     #[arg(long)]
     pub platform: Option<String>,
@@ -275,7 +275,7 @@ pub async fn release_cmd(s: Settings, cmd: ReleaseCommand) -> anyhow::Result<()>
         }
         ReleaseCommand::Publish(a) => {
             let keys = load_keys(&a.keys)?;
-            let version: Version = a.version.parse().map_err(user_error)?;
+            let version: Version = a.release_version.parse().map_err(user_error)?;
             let platform = a.platform.unwrap_or_else(kino_update::current_platform);
             let artifacts: Vec<Artifact> = a
                 .artifacts
