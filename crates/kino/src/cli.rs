@@ -305,34 +305,44 @@ async fn play_inner(
     a: PlayArgs,
 ) -> anyhow::Result<()> {
     let server = s.start_server(engine).await?;
-    let add = engine.add(
-        &source,
-        AddOptions {
-            peers: a.peers.clone(),
-            placement: Placement::Cache,
+    // Resolve first, so that a refused --file leaves nothing behind.
+    let resolve = engine.resolve_source(&source, &a.peers);
+    let (info, seen) = tokio::select! {
+        r = resolve => match r {
+            Ok(x) => x,
+            Err(e) => { server.shutdown().await; return Err(e.into()); }
         },
-    );
-    let torrent = tokio::select! {
-        t = add => t?,
         _ = shutdown_signal() => { server.shutdown().await; return Ok(()); }
     };
-    let info = torrent.info();
     let file = match a.file {
-        Some(n) => {
-            if info.files.get(n).is_none_or(|f| f.padding) {
-                server.shutdown().await;
-                bail!(EngineError::invalid(format!(
-                    "--file {n}: this torrent has files 0 to {}",
-                    info.files.len().saturating_sub(1)
-                )));
-            }
-            n
+        Some(n) if info.files.get(n).is_none_or(|f| f.padding) => {
+            server.shutdown().await;
+            bail!(EngineError::invalid(format!(
+                "--file {n}: this torrent has files 0 to {}",
+                info.files.len().saturating_sub(1)
+            )));
         }
+        Some(n) => n,
         None => match info.default_play_file() {
             Some(f) => f.index,
-            None => bail!(EngineError::invalid("this torrent has no playable file")),
+            None => {
+                server.shutdown().await;
+                bail!(EngineError::invalid("this torrent has no playable file"));
+            }
         },
     };
+    let mut peers = a.peers.clone();
+    peers.extend(seen);
+    let torrent = engine
+        .add(
+            &TorrentSource::Metainfo(info),
+            AddOptions {
+                peers,
+                placement: Placement::Cache,
+            },
+        )
+        .await?;
+    let info = torrent.info();
     let ih = torrent.infohash();
     let _guard = engine.play_guard(&ih)?;
     engine.prepare_playback(&ih, file);

@@ -566,7 +566,6 @@ fn malformed_inputs_exit_2() -> anyhow::Result<()> {
 
 /// A refused `--file` leaves nothing behind: no database row, no cache folder.
 #[test]
-#[ignore = "Kino bug: `play --file 99` exits 2 but leaves a `cached` row and media/<infohash>/; see the report"]
 fn refused_file_index_leaves_no_trace() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
@@ -583,7 +582,6 @@ fn refused_file_index_leaves_no_trace() -> anyhow::Result<()> {
 
 /// Broken piece layouts in an otherwise well-formed info dict.
 #[test]
-#[ignore = "Kino bug: piece length 0 panics (exit 101) and a bad `pieces` length is accepted; see the report"]
 fn invalid_piece_layout_exits_2() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
