@@ -137,19 +137,13 @@ impl Tools {
                 .unwrap_or_else(|| "?".into())
         };
         match k {
-            Kind::Kino => format!(
-                "git {}",
-                run(
-                    Path::new("git"),
-                    &[
-                        "-C",
-                        &self.repo.display().to_string(),
-                        "rev-parse",
-                        "--short",
-                        "HEAD"
-                    ]
-                )
-            ),
+            Kind::Kino => {
+                let v = run(&self.kino, &["--version"]);
+                match std::env::var("KINO_REV") {
+                    Ok(rev) => format!("{v} ({rev})"),
+                    Err(_) => v,
+                }
+            }
             Kind::Libtorrent => run(
                 Path::new("/usr/bin/python3"),
                 &["-c", "import libtorrent; print(libtorrent.__version__)"],
