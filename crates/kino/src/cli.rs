@@ -441,27 +441,10 @@ async fn status_loop(
                     Some(secs) => format!("{secs:.0} s"),
                     None => format::bytes(p.buffered_bytes),
                 };
-                let t = &p.transfer;
-                format!(
-                    "buffered ahead {ahead} | {:.0}% | down {} | up {} | peers {} | shared {}{}",
-                    pct(t.have_bytes, t.total_bytes),
-                    format::rate(t.down_bps),
-                    format::rate(t.up_bps),
-                    t.peers,
-                    format::bytes(t.uploaded_total),
-                    if t.sharing { "" } else { " (not sharing)" }
-                )
+                format!("buffered ahead {ahead} | {}", transfer_line(&p.transfer))
             }
             None => match engine.transfer_status(ih) {
-                Some(t) => format!(
-                    "{:.0}% | down {} | up {} | peers {} | shared {}{}",
-                    pct(t.have_bytes, t.total_bytes),
-                    format::rate(t.down_bps),
-                    format::rate(t.up_bps),
-                    t.peers,
-                    format::bytes(t.uploaded_total),
-                    if t.sharing { "" } else { " (not sharing)" }
-                ),
+                Some(t) => transfer_line(&t),
                 None => continue,
             },
         };
@@ -474,6 +457,18 @@ async fn status_loop(
     if tty {
         eprintln!();
     }
+}
+
+fn transfer_line(t: &kino_engine::TransferStatus) -> String {
+    format!(
+        "{:.0}% | down {} | up {} | peers {} | shared {}{}",
+        pct(t.have_bytes, t.total_bytes),
+        format::rate(t.down_bps),
+        format::rate(t.up_bps),
+        t.peers,
+        format::bytes(t.uploaded_total),
+        if t.sharing { "" } else { " (not sharing)" }
+    )
 }
 
 fn pct(have: u64, total: u64) -> f64 {
