@@ -13,7 +13,7 @@ pub enum UpdateError {
         context: String,
         /// tough's verdict.
         #[source]
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     /// A verified release was refused by Kino's own rules. Nothing was installed.
     #[error("refused: {0}")]
@@ -68,7 +68,10 @@ pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> U
 
 pub(crate) fn tuf(context: impl Into<String>) -> impl FnOnce(tough::error::Error) -> UpdateError {
     let context = context.into();
-    move |source| UpdateError::Tuf { context, source }
+    move |source| UpdateError::Tuf {
+        context,
+        source: Box::new(source),
+    }
 }
 
 pub(crate) fn schema(
