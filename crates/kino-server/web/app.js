@@ -100,8 +100,13 @@ function card(t, progress) {
     el("div", { class: "meta", text: meta }));
 }
 
+// replaceChildren, skipping null/undefined/false (which replaceChildren would print).
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function enc(s) { return encodeURIComponent(s); }
-function setView(...nodes) { view.replaceChildren(...nodes); }
+function setView(...nodes) { fill(view, ...nodes); }
 function errorBox(e) { return el("div", { class: "notice error", role: "alert", text: e.message || String(e) }); }
 
 // ---------- home and search ----------
@@ -154,14 +159,14 @@ async function loadGrid(grid, gridTitle) {
     const cont = document.getElementById("continue");
     if (cont) cont.hidden = !!q;
     if (!r.titles.length) {
-      grid.replaceChildren(el("div", { class: "empty", text: q || homeState.genre
+      fill(grid, el("div", { class: "empty", text: q || homeState.genre
         ? "No titles match. Try other words."
         : "No titles yet. Subscribe to a publisher on the Publishers page." }));
       return;
     }
-    grid.replaceChildren(...r.titles.map((t) => card(t)));
+    fill(grid, ...r.titles.map((t) => card(t)));
   } catch (e) {
-    grid.replaceChildren(errorBox(e));
+    fill(grid, errorBox(e));
   }
 }
 
@@ -217,7 +222,7 @@ async function titlePage(key, id) {
     if (qualitySelect) qualitySelect.value = String(chosen);
     urlInput.value = streamAbsUrl(s);
     const codecs = [...s.video_codecs, ...s.audio_codecs];
-    codecBox.replaceChildren(
+    fill(codecBox,
       el("div", {},
         el("span", { class: "badge", text: s.quality }),
         el("span", { class: "badge", text: s.mime }),
@@ -228,7 +233,7 @@ async function titlePage(key, id) {
         "This browser cannot decode this video: " + verdict.why + ". ",
         "Open it in mpv or VLC instead (buttons below)."));
     const resume = t.resume && t.resume.position > 2 && (!t.resume.duration || t.resume.position < t.resume.duration * 0.95);
-    actions.replaceChildren(
+    fill(actions,
       el("button", { class: "btn primary", id: "play", type: "button", disabled: !verdict.ok,
         onclick: () => { location.hash = "#/play/" + enc(t.key) + "/" + enc(t.id) + "/" + chosen; } },
         resume ? "▶ Resume at " + fmtTime(t.resume.position) : "▶ Play"),
@@ -273,7 +278,7 @@ async function titlePage(key, id) {
       el("dt", { text: "Publisher" }), el("dd", { text: t.publisher.name }),
       el("dt", { text: "Address" }), el("dd", { class: "mono", text: t.publisher.address }),
       el("dt", { text: "Peers now" }), peersLine,
-      el("dt", { text: "Qualities" }), el("dd", { text: t.streams.map((s) => s.quality).join(", ") }),
+      el("dt", { text: "Qualities" }), el("dd", { text: t.streams.map((s) => s.quality + " (" + s.mime.replace("video/", "") + ")").join(", ") }),
       el("dt", { text: "Subtitles" }), el("dd", { text: t.subtitles.map((s) => s.language).join(", ") || "none" })),
     el("h2", { text: "Stream URL" }),
     el("p", { class: "muted", text: "For mpv, VLC or any player on this computer, while Kino runs." }),
@@ -326,8 +331,8 @@ async function playerPage(key, id, streamIndex) {
   if (r && r.position > 2 && (!r.duration || r.position < r.duration * 0.95)) {
     video.addEventListener("loadedmetadata", () => {
       if (video.currentTime < 1) video.currentTime = r.position;
-      resumeNote.replaceChildren(el("span", { class: "muted", text: "Resumed at " + fmtTime(r.position) + ". " }),
-        el("button", { class: "btn small", type: "button", onclick: () => { video.currentTime = 0; resumeNote.replaceChildren(); } }, "Start over"));
+      fill(resumeNote, el("span", { class: "muted", text: "Resumed at " + fmtTime(r.position) + ". " }),
+        el("button", { class: "btn small", type: "button", onclick: () => { video.currentTime = 0; fill(resumeNote); } }, "Start over"));
     }, { once: true });
   }
 
@@ -356,7 +361,7 @@ async function playerPage(key, id, streamIndex) {
   video.addEventListener("canplay", playing);
   video.addEventListener("error", () => {
     const code = video.error ? video.error.code : 0;
-    err.replaceChildren(el("div", { class: "notice error", role: "alert" },
+    fill(err, el("div", { class: "notice error", role: "alert" },
       "The browser could not play this stream (media error " + code + "). ",
       "Try mpv or VLC with the stream URL: ", el("span", { class: "mono", text: location.origin + p.stream_url })));
   });
@@ -371,7 +376,7 @@ async function playerPage(key, id, streamIndex) {
         }
       }
       const engineAhead = st.buffered_secs === null || st.buffered_secs === undefined ? null : st.buffered_secs;
-      hud.replaceChildren(
+      fill(hud,
         el("span", {}, "Buffered ", el("b", { id: "hud-buffered", text: Math.round(Math.max(ahead, engineAhead || 0)) + " s" }), " ahead"),
         el("span", {}, "Download ", el("b", { id: "hud-rate", text: fmtRate(st.down_bps) })),
         el("span", {}, "Peers ", el("b", { id: "hud-peers", text: String(st.peers) })),
@@ -421,7 +426,7 @@ async function settingsPage() {
   const cache = el("input", { type: "number", id: "cache-limit", min: 0, step: 1, value: v.cache_limit_mib });
   const status = el("div", { id: "settings-status" });
   function showStatus(r) {
-    status.replaceChildren(r.restart_needed
+    fill(status, r.restart_needed
       ? el("div", { class: "notice", text: "Saved. These settings take effect the next time Kino starts." })
       : el("p", { class: "muted", text: "These settings are in effect." }));
   }
@@ -440,7 +445,7 @@ async function settingsPage() {
       });
       showStatus(r);
       toast("Settings saved");
-    } catch (err) { status.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(status, errorBox(err)); }
   });
   setView(el("div", {},
     el("h1", { text: "Settings" }),
@@ -469,10 +474,10 @@ async function sharingPage() {
       head.textContent = r.enabled ? "Kino shares what you watch with other viewers, within your limits (Settings)."
         : "Sharing is off: Kino uploads nothing.";
       if (!r.torrents.length) {
-        body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted", text: "Nothing is cached or shared yet." })));
+        fill(body, el("tr", {}, el("td", { colspan: 8, class: "muted", text: "Nothing is cached or shared yet." })));
         return;
       }
-      body.replaceChildren(...r.torrents.map((t) => el("tr", { "data-infohash": t.infohash },
+      fill(body, ...r.torrents.map((t) => el("tr", { "data-infohash": t.infohash },
         el("td", {}, el("div", { text: t.title || t.name }), el("div", { class: "muted mono", text: t.infohash })),
         el("td", { class: "num", text: fmtBytes(t.total_bytes) }),
         el("td", { class: "num", text: fmtBytes(t.uploaded_bytes) }),
@@ -483,7 +488,7 @@ async function sharingPage() {
         el("td", {}, t.stopped ? null : el("button", { class: "btn small", type: "button", onclick: async () => {
           try { await api("POST", "/api/sharing/" + t.infohash + "/stop"); toast("Stopped sharing"); load(); } catch (e) { toast(e.message); }
         } }, "Stop")))));
-    } catch (e) { body.replaceChildren(el("tr", {}, el("td", { colspan: 8 }, errorBox(e)))); }
+    } catch (e) { fill(body, el("tr", {}, el("td", { colspan: 8 }, errorBox(e)))); }
   }
   await load();
   const timer = setInterval(load, 3000);
@@ -519,10 +524,10 @@ async function publishersPage() {
     try {
       const r = await api("GET", "/api/publishers");
       if (!r.publishers.length) {
-        list.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No subscriptions yet." })));
+        fill(list, el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No subscriptions yet." })));
         return;
       }
-      list.replaceChildren(...r.publishers.map((p) => el("tr", {},
+      fill(list, ...r.publishers.map((p) => el("tr", {},
         el("td", {}, el("div", { text: p.name || "(catalog not fetched yet)" }), el("div", { class: "muted mono", text: p.address })),
         el("td", { class: "num", text: String(p.titles) }),
         el("td", { text: fmtAgo(p.updated_at) }),
@@ -531,7 +536,7 @@ async function publishersPage() {
           if (!confirm("Unsubscribe from " + (p.name || p.address) + "? Its titles leave your library.")) return;
           try { await api("DELETE", "/api/publishers/" + p.key); toast("Unsubscribed"); load(); } catch (e) { toast(e.message); }
         } }, "Unsubscribe")))));
-    } catch (e) { list.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, errorBox(e)))); }
+    } catch (e) { fill(list, el("tr", {}, el("td", { colspan: 5 }, errorBox(e)))); }
   }
   await load();
   const timer = setInterval(load, 5000);

@@ -88,6 +88,7 @@ fn write_demo_files(dir: &Path) -> anyhow::Result<()> {
 fn stream(
     info: &TorrentInfo,
     name: &str,
+    quality: &str,
     mime: &str,
     video: &str,
     audio: &str,
@@ -100,7 +101,7 @@ fn stream(
     Ok(serde_json::json!({
         "infohash": infohash_hex(&info.infohash),
         "file_index": f.index,
-        "quality": "360p",
+        "quality": quality,
         "size_bytes": f.len,
         "mime": mime,
         "video_codec": video,
@@ -120,9 +121,30 @@ fn write_catalog(dir: &Path, info: &TorrentInfo, seq: u64, hostile: bool) -> any
         .map(|(_, b)| *b)
         .unwrap_or_default();
     std::fs::write(subs.join("test-card.en.srt"), srt)?;
-    let webm = stream(info, "kino-testcard.webm", "video/webm", "vp9", "opus")?;
-    let mp4 = stream(info, "kino-testcard.mp4", "video/mp4", "h264", "aac")?;
-    let late = stream(info, "kino-moov-at-end.mp4", "video/mp4", "h264", "aac")?;
+    let webm = stream(
+        info,
+        "kino-testcard.webm",
+        "360p WebM",
+        "video/webm",
+        "vp9",
+        "opus",
+    )?;
+    let mp4 = stream(
+        info,
+        "kino-testcard.mp4",
+        "360p MP4",
+        "video/mp4",
+        "h264",
+        "aac",
+    )?;
+    let late = stream(
+        info,
+        "kino-moov-at-end.mp4",
+        "360p",
+        "video/mp4",
+        "h264",
+        "aac",
+    )?;
     let mkv = stream(
         info,
         "kino-testcard.mkv",
