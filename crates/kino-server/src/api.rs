@@ -63,6 +63,46 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
 }
 
+/// `Json<T>` whose rejections (no JSON content type, malformed or unknown fields) are
+/// `{error, message}` like every other error.
+struct ApiJson<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| invalid(e.body_text()))
+    }
+}
+
+/// `Query<T>` with `{error, message}` rejections.
+struct ApiQuery<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| invalid(e.body_text()))
+    }
+}
+
 pub(crate) fn routes() -> Router<Ctx> {
     Router::new()
         .route("/api/info", get(info))
@@ -125,7 +165,7 @@ struct SearchQuery {
 
 async fn titles(
     State(c): State<Ctx>,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let words = q.q.unwrap_or_default();
     if words.len() > 512 {
@@ -414,7 +454,10 @@ struct PlayRequest {
     stream: usize,
 }
 
-async fn play(State(c): State<Ctx>, Json(req): Json<PlayRequest>) -> Result<Json<Value>, ApiError> {
+async fn play(
+    State(c): State<Ctx>,
+    ApiJson(req): ApiJson<PlayRequest>,
+) -> Result<Json<Value>, ApiError> {
     let h = load_title(&c.store, &req.key, &req.id)?;
     let s = h
         .title
@@ -560,7 +603,7 @@ struct PositionRequest {
 
 async fn save_position(
     State(c): State<Ctx>,
-    Json(req): Json<PositionRequest>,
+    ApiJson(req): ApiJson<PositionRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let sane = |x: f64| x.is_finite() && (0.0..1e7).contains(&x);
     if !sane(req.position) || req.duration.is_some_and(|d| !sane(d)) {
@@ -613,7 +656,7 @@ async fn get_settings(State(c): State<Ctx>) -> Result<Json<Value>, ApiError> {
 
 async fn put_settings(
     State(c): State<Ctx>,
-    Json(new): Json<AppSettings>,
+    ApiJson(new): ApiJson<AppSettings>,
 ) -> Result<Json<Value>, ApiError> {
     new.validate().map_err(invalid)?;
     settings::save(&c.store, &new)?;
@@ -747,7 +790,7 @@ fn spawn_refresh(c: &Ctx, key: PublisherKey, salt: Option<Vec<u8>>) {
 
 async fn subscribe(
     State(c): State<Ctx>,
-    Json(req): Json<SubscribeRequest>,
+    ApiJson(req): ApiJson<SubscribeRequest>,
 ) -> Result<Response, ApiError> {
     if req.address.len() > 4096 {
         return Err(invalid("the address is too long"));
@@ -803,7 +846,7 @@ struct OpenRequest {
 async fn open_player(
     State(c): State<Ctx>,
     headers: HeaderMap,
-    Json(req): Json<OpenRequest>,
+    ApiJson(req): ApiJson<OpenRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let program = match req.player.as_str() {
         "mpv" => "mpv",

@@ -148,6 +148,7 @@ fn write_catalog(dir: &Path, info: &TorrentInfo, seq: u64, hostile: bool) -> any
     let mkv = stream(
         info,
         "kino-testcard.mkv",
+        "360p",
         "video/x-matroska",
         "h264",
         "opus",
