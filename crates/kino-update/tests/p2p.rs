@@ -1,0 +1,285 @@
+//! Attacks and failures on the P2P path ([`UpdateSync`]): the pointer on a loopback DHT
+//! testnet, the repository torrent between two engines on 127.0.0.1. Each test is named after
+//! what it survives; every refusal leaves the binary, the version floor and the accepted state
+//! untouched.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kino_dht::{DhtConfig, LocalTestnet, PointerAddress, PointerDht, SignedPointer};
+use kino_engine::{Engine, EngineConfig, Id20, parse_infohash};
+use kino_update::keys::{KeyFile, keygen};
+use kino_update::p2p::UpdateSync;
+use kino_update::release::{self, Artifact, PublishOptions, RoleSpec, RootSpec, metadata_dir};
+use kino_update::{ClientConfig, POINTER_SALT, UpdateClient, UpdateError, Version};
+
+const RUNNING: &[u8] = b"#!/bin/sh\necho kino 0.1.0\n";
+/// Upper bound on any single network step (hang guard, not a performance assertion).
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn v(s: &str) -> Version {
+    s.parse().unwrap()
+}
+
+fn msg(e: &UpdateError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(" / ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// A release repository: one root key (threshold 1, also the targets key) and one online key
+/// (snapshot and timestamp, which signs the DHT pointer).
+struct Repo {
+    _tmp: tempfile::TempDir,
+    base: PathBuf,
+    repo: PathBuf,
+    root_key: KeyFile,
+    online: KeyFile,
+}
+
+fn spec(root: &KeyFile, online: &KeyFile) -> RootSpec {
+    let role = |k: &KeyFile| RoleSpec {
+        keys: vec![k.clone()],
+        threshold: 1,
+    };
+    RootSpec {
+        root: role(root),
+        targets: role(root),
+        snapshot: role(online),
+        timestamp: role(online),
+        expires: jiff::Timestamp::now() + release::ROOT_LIFETIME,
+    }
+}
+
+impl Repo {
+    async fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
+        let root_key = keygen(&base.join("root.der")).unwrap();
+        let online = keygen(&base.join("online.der")).unwrap();
+        let repo = base.join("repo");
+        release::init_root(&repo, &spec(&root_key, &online))
+            .await
+            .unwrap();
+        Repo {
+            _tmp: tmp,
+            base,
+            repo,
+            root_key,
+            online,
+        }
+    }
+
+    /// Signs a publication of `body` as `version`; returns the timestamp version (pointer seq).
+    async fn publish_bytes(&self, version: &str, body: &[u8], keys: &[KeyFile]) -> u64 {
+        let p = self.base.join(format!("art-{version}"));
+        std::fs::write(&p, body).unwrap();
+        let art = Artifact {
+            path: p,
+            version: v(version),
+            platform: kino_update::current_platform(),
+        };
+        release::publish(&self.repo, &[art], keys, &PublishOptions::default())
+            .await
+            .unwrap()
+            .version
+    }
+
+    async fn publish(&self, version: &str) -> u64 {
+        let body = format!("#!/bin/sh\necho kino {version}\n");
+        let keys = [self.root_key.clone(), self.online.clone()];
+        self.publish_bytes(version, body.as_bytes(), &keys).await
+    }
+
+    fn root1(&self) -> Vec<u8> {
+        std::fs::read(metadata_dir(&self.repo).join("1.root.json")).unwrap()
+    }
+}
+
+/// One Kino: an engine listening on 127.0.0.1 (no librqbit DHT, no LSD), a pointer DHT node on
+/// the testnet, and an update client trusting `root`.
+struct Node {
+    data: PathBuf,
+    engine: Engine,
+    dht: PointerDht,
+    sync: UpdateSync,
+}
+
+async fn dht_node(bootstrap: &[String]) -> PointerDht {
+    let dht = PointerDht::new(DhtConfig::loopback(bootstrap)).unwrap();
+    let _ = tokio::time::timeout(LIMIT, dht.bootstrapped()).await;
+    dht
+}
+
+async fn node(data: &Path, bootstrap: &[String], root: Vec<u8>, upload: Option<u32>) -> Node {
+    std::fs::create_dir_all(data).unwrap();
+    let mut cfg = EngineConfig::new(data.to_path_buf());
+    cfg.listen = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0));
+    cfg.dht = false;
+    cfg.local_discovery = false;
+    cfg.share.upload_limit_bps = upload;
+    let store = Arc::new(kino_store::Store::open(&data.join("kino.sqlite3")).unwrap());
+    let engine = Engine::start(cfg, store).await.unwrap();
+    let dht = dht_node(bootstrap).await;
+    let client = UpdateClient::new(ClientConfig::new(
+        root,
+        data.join("updates").join("client"),
+        v("0.1.0"),
+    ));
+    let sync = UpdateSync::new(engine.clone(), dht.clone(), client, data);
+    Node {
+        data: data.to_path_buf(),
+        engine,
+        dht,
+        sync,
+    }
+}
+
+impl Node {
+    fn client(&self) -> &UpdateClient {
+        self.sync.client()
+    }
+
+    fn state_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.data.join("updates/client/state.json")).unwrap_or_default()
+    }
+
+    fn torrent_folders(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.data.join("updates/torrents"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn ih(hex: &str) -> Id20 {
+    parse_infohash(hex).unwrap()
+}
+
+/// A client accepted pointer seq 2 (and installed its release); a replaying node then offers the
+/// older, validly signed seq 1 item (pointing at the older, still seeded update torrent).
+///
+/// On the live DHT the storage nodes keep seq 2 (a resolve still finds 2). On a DHT that only
+/// holds the old item (a fresh testnet: the replayer controls every node the restarted client
+/// reaches, and the client's in-memory pointer cache is gone), Kino's own check refuses it:
+/// the error names both seqs, nothing is downloaded, installed or recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pointer_replay_old_seq() {
+    let fx = Repo::new().await;
+    let net = LocalTestnet::start(12).unwrap();
+    let publisher = node(
+        &fx.base.join("publisher"),
+        net.bootstrap(),
+        fx.root1(),
+        None,
+    )
+    .await;
+
+    // Publication 1 (0.2.0, seq 1); the replayer keeps its signed item.
+    assert_eq!(fx.publish("0.2.0").await, 1);
+    let p1 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    assert_eq!(p1.seq, 1);
+    let address = PointerAddress::new(fx.online.public_key().unwrap(), Some(POINTER_SALT)).unwrap();
+    let old: SignedPointer = publisher.dht.cache().get(&address).unwrap();
+    assert_eq!(old.seq(), 1);
+    assert_eq!(hex::encode(old.infohash()), p1.infohash);
+
+    // Publication 2 (0.3.0, seq 2), fetched and installed by the client.
+    assert_eq!(fx.publish("0.3.0").await, 2);
+    let p2 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    assert_eq!(p2.seq, 2);
+    assert_ne!(p1.infohash, p2.infohash);
+
+    let user = fx.base.join("user");
+    let client = node(&user, net.bootstrap(), fx.root1(), None).await;
+    let bin_dir = fx.base.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let binary = bin_dir.join("kino");
+    std::fs::write(&binary, RUNNING).unwrap();
+    let fetched = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetched.seq, 2);
+    let rel = fetched.release.unwrap();
+    assert_eq!(rel.version, v("0.3.0"));
+    let staged = client.client().stage(&rel, &binary).await.unwrap();
+    client.client().install(staged, &binary).unwrap();
+    let installed = std::fs::read(&binary).unwrap();
+    assert!(String::from_utf8_lossy(&installed).contains("kino 0.3.0"));
+    let floor = client.client().floor().unwrap();
+    assert_eq!(floor, v("0.3.0"));
+    let state = client.state_bytes();
+    let st = client.client().state().unwrap();
+    assert_eq!(
+        st.pointer_seq
+            .get(&hex::encode(fx.online.public_key().unwrap())),
+        Some(&2)
+    );
+    let folders = client.torrent_folders();
+    assert_eq!(folders, vec![p2.infohash.clone()]);
+
+    // Replay on the live DHT: the storage nodes hold seq 2 and keep it.
+    let replayer = dht_node(net.bootstrap()).await;
+    let _ = replayer.publish_signed(&old).await; // refused or ignored by nodes holding seq 2
+    let observer = dht_node(net.bootstrap()).await;
+    let seen = observer
+        .resolve(address.public_key(), Some(POINTER_SALT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.seq(), 2, "the live DHT followed the replayed seq 1");
+
+    // Replay on a DHT that holds only the old item; the client restarts into it.
+    let net2 = LocalTestnet::start(8).unwrap();
+    let replayer2 = dht_node(net2.bootstrap()).await;
+    let put = replayer2.publish_signed(&old).await.unwrap();
+    assert!(put.stored_at > 0);
+    let dht2 = dht_node(net2.bootstrap()).await;
+    let restarted = UpdateSync::new(
+        client.engine.clone(),
+        dht2,
+        UpdateClient::new(client.client().config().clone()),
+        &user,
+    );
+    let err = tokio::time::timeout(LIMIT, restarted.fetch())
+        .await
+        .unwrap()
+        .unwrap_err();
+    let m = msg(&err);
+    assert!(err.is_refusal(), "{m}");
+    assert!(
+        m.contains("seq 1") && m.contains("seq 2") && m.contains("replay"),
+        "{m}"
+    );
+
+    // Nothing changed: binary, floor, accepted state, torrents.
+    assert_eq!(std::fs::read(&binary).unwrap(), installed, "binary changed");
+    assert_eq!(client.client().floor().unwrap(), floor, "floor changed");
+    assert_eq!(client.state_bytes(), state, "state changed");
+    assert_eq!(client.torrent_folders(), folders, "a torrent was added");
+    assert!(
+        client.engine.torrent(&ih(&p1.infohash)).is_none(),
+        "the old update torrent was fetched"
+    );
+    let mut leftovers: Vec<_> = std::fs::read_dir(&bin_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    leftovers.sort();
+    assert_eq!(leftovers, vec!["kino", "kino.previous"]);
+
+    client.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
