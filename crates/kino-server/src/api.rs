@@ -540,17 +540,20 @@ async fn status(
     })))
 }
 
+/// A "Continue watching" row: key, id, position, duration, title, year, publisher, poster?
+type ContinueRow = (
+    String,
+    String,
+    f64,
+    Option<f64>,
+    String,
+    Option<i64>,
+    String,
+    bool,
+);
+
 async fn history(State(c): State<Ctx>) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<(
-        String,
-        String,
-        f64,
-        Option<f64>,
-        String,
-        Option<i64>,
-        String,
-        bool,
-    )> = c.store.with_conn(|conn| {
+    let rows: Vec<ContinueRow> = c.store.with_conn(|conn| {
         let mut st = conn.prepare(
             "SELECT h.public_key, h.id, h.position_secs, h.duration_secs, t.title, t.year,
                         c.publisher_name, t.poster IS NOT NULL
