@@ -548,3 +548,351 @@ fn catalog_survives_its_publisher() -> anyhow::Result<()> {
     net_b.stop()?;
     Ok(())
 }
+
+/// Seeds hand-made catalog folders and puts their pointers, in this process, through the
+/// library crates: what an attacker (or a buggy publisher) can do without `kino publish`.
+struct Stager {
+    rt: tokio::runtime::Runtime,
+    engine: Engine,
+}
+
+impl Stager {
+    fn new(dir: &Path) -> anyhow::Result<Stager> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let engine = rt.block_on(common::engine(dir, |_| {}))?;
+        Ok(Stager { rt, engine })
+    }
+
+    /// A DHT client on 127.0.0.1 bootstrapped from `bootstrap` (its own pointer cache).
+    fn dht(&self, bootstrap: &str) -> anyhow::Result<PointerDht> {
+        let _rt = self.rt.enter();
+        Ok(PointerDht::new(DhtConfig::loopback(&[
+            bootstrap.to_owned()
+        ]))?)
+    }
+
+    /// Seeds `folder` as a torrent, puts a pointer to it signed by `key` with `seq`, and
+    /// announces the seeding engine as its peer.
+    fn stage(
+        &self,
+        dht: &PointerDht,
+        key: &PublisherSecretKey,
+        folder: &Path,
+        seq: i64,
+    ) -> anyhow::Result<()> {
+        self.rt.block_on(async {
+            let created = kino_engine::create::create_torrent(folder, None, |_, _| {})?;
+            let ih = created.info.infohash;
+            let torrent = self
+                .engine
+                .add(
+                    &TorrentSource::Metainfo(created.info.clone()),
+                    AddOptions {
+                        peers: Vec::new(),
+                        placement: Placement::SeedFrom(created.content_root.clone()),
+                    },
+                )
+                .await?;
+            tokio::time::timeout(Duration::from_secs(60), torrent.wait_until_completed())
+                .await
+                .context("seeding did not start within 60 s")??;
+            let put = dht
+                .publish(key.signing_key(), None, ih.0, seq, None)
+                .await?;
+            ensure!(put.stored_at > 0, "no DHT node stored the pointer");
+            let port = common::engine_addr(&self.engine)?.port();
+            dht.announce_peer(ih.0, port).await?;
+            Ok(())
+        })
+    }
+
+    fn shutdown(self) -> anyhow::Result<()> {
+        self.rt.block_on(common::shutdown_checked(self.engine))
+    }
+}
+
+/// A copy of the sample folder, with catalog.json edited, signed by `key` with the library.
+fn signed_sample(
+    to: &Path,
+    key: &PublisherSecretKey,
+    edits: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    copy_sample(to)?;
+    edit_catalog(to, edits)?;
+    sign_catalog_dir(to, key)?;
+    Ok(())
+}
+
+/// Writes catalog.sig for whatever bytes catalog.json holds, bypassing every check of
+/// `sign_catalog_dir`: only a subscriber's checks stand in the way.
+fn sign_raw(dir: &Path, key: &PublisherSecretKey) -> anyhow::Result<()> {
+    let bytes = std::fs::read(dir.join("catalog.json"))?;
+    let sig = CatalogSignature::sign(&bytes, key);
+    std::fs::write(dir.join("catalog.sig"), sig.to_file_contents())?;
+    Ok(())
+}
+
+/// A refused first subscribe: exit 1, the problem named on stderr and as the subscription's
+/// last error, nothing indexed and no catalog folder left.
+fn assert_refused_subscribe(
+    case: &str,
+    data: &Path,
+    key: &PublisherSecretKey,
+    out: &Finished,
+    expect: &[&str],
+) -> anyhow::Result<()> {
+    let address = key.public_key().address();
+    assert_eq!(out.code, Some(1), "{case}: subscribe should fail: {out}");
+    for e in expect {
+        assert!(out.stderr.contains(e), "{case}: stderr lacks {e:?}: {out}");
+    }
+    for words in [&["pattern"][..], &["tone"], &["tampered"]] {
+        let hits = search(data, words, None)?;
+        assert!(hits.is_empty(), "{case}: {words:?} found {hits:?}");
+    }
+    let row = catalogs_row(data, &address)?;
+    assert!(
+        !row.name_fetched && row.seq.is_none() && row.titles == 0,
+        "{case}: {row:?}"
+    );
+    for e in expect {
+        assert!(
+            row.line.contains(e),
+            "{case}: last error lacks {e:?}: {row:?}"
+        );
+    }
+    let held = data.join("catalogs").join(key.public_key().to_hex());
+    let left: Vec<_> = match std::fs::read_dir(&held) {
+        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(
+        left.is_empty(),
+        "{case}: a refused catalog stayed on disk: {left:?}"
+    );
+    Ok(())
+}
+
+/// Every refusal, staged honestly through the library crates: a catalog.json altered after
+/// signing, a catalog.sig made by another key, a flipped signature byte, catalog.json over
+/// 4 MiB, a poster over 1 MiB, a malformed stream infohash, a pointer whose seq is not the
+/// catalog's; then, against a held seq 6, a rollback to seq 4 and seq 6 reused for other
+/// content. Each fails with an error naming the problem and indexes nothing.
+#[test]
+fn refusals_index_nothing() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut net = Testnet::start(&root.join("testnet"), 30, None)?;
+    let bs = net.addr.clone();
+    let stager = Stager::new(&root.join("stager"))?;
+    let dht = stager.dht(&bs)?;
+    let staged = root.join("staged");
+
+    struct Case {
+        name: &'static str,
+        key: PublisherSecretKey,
+        expect: Vec<String>,
+    }
+    let mut cases = Vec::new();
+    let mut case = |name: &'static str,
+                    seq: i64,
+                    make: &dyn Fn(&Path, &PublisherSecretKey) -> anyhow::Result<()>,
+                    expect: &dyn Fn(&PublisherSecretKey) -> Vec<String>|
+     -> anyhow::Result<()> {
+        let key = PublisherSecretKey::generate()?;
+        let dir = staged.join(name);
+        make(&dir, &key).with_context(|| format!("making case {name}"))?;
+        stager
+            .stage(&dht, &key, &dir, seq)
+            .with_context(|| format!("staging case {name}"))?;
+        let expect = expect(&key);
+        cases.push(Case { name, key, expect });
+        Ok(())
+    };
+    let forged = |k: &PublisherSecretKey| {
+        vec![format!(
+            "catalog signature does not verify under publisher key {}",
+            k.public_key().address()
+        )]
+    };
+
+    case(
+        "json-altered-after-signing",
+        5,
+        &|dir, key| {
+            signed_sample(dir, key, &[])?;
+            edit_catalog(dir, &[("\"Test Pattern\"", "\"Test Pattern Tampered\"")])
+        },
+        &forged,
+    )?;
+    case(
+        "signed-by-another-key",
+        5,
+        &|dir, _key| signed_sample(dir, &PublisherSecretKey::generate()?, &[]),
+        &forged,
+    )?;
+    case(
+        "flipped-signature-byte",
+        5,
+        &|dir, key| {
+            signed_sample(dir, key, &[])?;
+            let path = dir.join("catalog.sig");
+            let mut sig = std::fs::read(&path)?;
+            // Still 128 well-formed hex characters, one of them changed.
+            sig[10] = if sig[10] == b'0' { b'1' } else { b'0' };
+            std::fs::write(&path, sig)?;
+            Ok(())
+        },
+        &forged,
+    )?;
+    case(
+        "catalog-json-over-4-mib",
+        5,
+        &|dir, key| {
+            copy_sample(dir)?;
+            let path = dir.join("catalog.json");
+            let text = std::fs::read_to_string(&path)?;
+            let cut = text.rfind('}').context("no closing brace")?;
+            let pad = 4 * 1024 * 1024 + 1 - text.len();
+            let big = format!("{}{}{}", &text[..cut], " ".repeat(pad), &text[cut..]);
+            std::fs::write(&path, big)?;
+            sign_raw(dir, key)
+        },
+        &|_| vec!["catalog.json is 4194305 bytes, over the cap of 4194304 bytes".into()],
+    )?;
+    case(
+        "poster-over-1-mib",
+        5,
+        &|dir, key| {
+            signed_sample(dir, key, &[])?;
+            // Swapped after signing: catalog.sig covers catalog.json only.
+            common::write_random(&dir.join("posters/tone.png"), 1024 * 1024 + 1, 7)?;
+            Ok(())
+        },
+        &|_| {
+            vec![
+                "titles[1].poster (posters/tone.png) is 1048577 bytes, over the cap of 1048576 bytes"
+                    .into(),
+            ]
+        },
+    )?;
+    case(
+        "malformed-stream-infohash",
+        5,
+        &|dir, key| {
+            copy_sample(dir)?;
+            edit_catalog(
+                dir,
+                &[(
+                    "0123456789abcdef0123456789abcdef01234567",
+                    "0123456789abcdef0123456789abcdef0123456z",
+                )],
+            )?;
+            sign_raw(dir, key)
+        },
+        &|_| vec!["titles[0].streams[0].infohash".into()],
+    )?;
+    case(
+        "pointer-seq-is-not-the-catalogs",
+        9,
+        &|dir, key| signed_sample(dir, key, &[]),
+        &|_| vec!["the catalog says seq 5 but its DHT pointer says seq 9".into()],
+    )?;
+
+    // All subscribers at once, each with its own data folder.
+    let mut running = Vec::new();
+    for c in &cases {
+        let data = root.join("sub").join(c.name);
+        let cmd = subscribe_cmd(&data, &bs, &c.key.public_key().address())?;
+        running.push((data, Running::spawn(cmd, c.name)?));
+    }
+    for (c, (data, r)) in cases.iter().zip(running) {
+        let out = r.finish(SYNC_LIMIT)?;
+        let expect: Vec<&str> = c.expect.iter().map(String::as_str).collect();
+        assert_refused_subscribe(c.name, &data, &c.key, &out, &expect)?;
+    }
+
+    // A subscriber holding seq 6.
+    let key = PublisherSecretKey::generate()?;
+    let address = key.public_key().address();
+    let v6 = staged.join("v6");
+    signed_sample(&v6, &key, &[("\"seq\": 5", "\"seq\": 6")])?;
+    stager.stage(&dht, &key, &v6, 6)?;
+    let held = root.join("sub").join("held");
+    assert_indexed(&subscribe(&held, &bs, &address)?, &address, 6);
+
+    // Nodes the attacker runs (a separate network) serve the publisher's older, genuinely
+    // signed seq 4: the refresh refuses it before downloading anything.
+    let mut net2 = Testnet::start(&root.join("testnet-2"), 30, None)?;
+    let bs2 = net2.addr.clone();
+    let dht2 = stager.dht(&bs2)?;
+    let v4 = staged.join("v4");
+    signed_sample(
+        &v4,
+        &key,
+        &[
+            ("\"seq\": 5", "\"seq\": 4"),
+            ("\"Test Pattern\"", "\"Old Pattern\""),
+        ],
+    )?;
+    stager.stage(&dht2, &key, &v4, 4)?;
+    let out = refresh(&held, &bs2)?;
+    assert_eq!(out.code, Some(1), "rollback should fail: {out}");
+    let want =
+        format!("the DHT offers seq 4 for {address}, below seq 6 already accepted (rollback)");
+    assert!(
+        out.stderr.contains(&want),
+        "rollback: stderr lacks {want:?}: {out}"
+    );
+    assert!(search(&held, &["old"], None)?.is_empty());
+    assert_eq!(search(&held, &["pattern"], None)?, ["Test Pattern"]);
+    let row = catalogs_row(&held, &address)?;
+    assert!(
+        row.seq == Some(6) && row.line.contains("rollback"),
+        "{row:?}"
+    );
+
+    // The publisher's seq 6 again, with other content (a publisher that forgot to raise seq,
+    // or a stolen key): refused, the held catalog kept.
+    let v6b = staged.join("v6-other");
+    signed_sample(
+        &v6b,
+        &key,
+        &[
+            ("\"seq\": 5", "\"seq\": 6"),
+            ("\"Test Pattern\"", "\"Imposter Pattern\""),
+        ],
+    )?;
+    stager.stage(&dht2, &key, &v6b, 6)?;
+    let out = refresh(&held, &bs2)?;
+    assert_eq!(out.code, Some(1), "seq reuse should fail: {out}");
+    let want = "seq: catalog seq 6 was already seen with other content";
+    assert!(
+        out.stderr.contains(want),
+        "seq reuse: stderr lacks {want:?}: {out}"
+    );
+    assert!(search(&held, &["imposter"], None)?.is_empty());
+    assert_eq!(search(&held, &["pattern"], None)?, ["Test Pattern"]);
+    let row = catalogs_row(&held, &address)?;
+    assert!(row.seq == Some(6) && row.line.contains(want), "{row:?}");
+
+    // Back on the honest network, the held catalog is still current.
+    let out = refresh(&held, &bs)?;
+    assert!(
+        out.ok()
+            && out
+                .stdout
+                .contains(&format!("{address}: up to date (seq 6)")),
+        "{out}"
+    );
+
+    drop((dht, dht2));
+    stager.shutdown()?;
+    net2.stop()?;
+    net.stop()?;
+    Ok(())
+}
