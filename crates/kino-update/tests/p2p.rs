@@ -18,6 +18,8 @@ use kino_update::{ClientConfig, POINTER_SALT, UpdateClient, UpdateError, Version
 const RUNNING: &[u8] = b"#!/bin/sh\necho kino 0.1.0\n";
 /// Upper bound on any single network step (hang guard, not a performance assertion).
 const LIMIT: Duration = Duration::from_secs(120);
+/// Polling period of the bounded waits below (each loop runs at most `LIMIT / POLL` times).
+const POLL: Duration = Duration::from_millis(50);
 
 fn v(s: &str) -> Version {
     s.parse().unwrap()
@@ -281,5 +283,135 @@ async fn pointer_replay_old_seq() {
     assert_eq!(leftovers, vec!["kino", "kino.previous"]);
 
     client.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
+
+/// Pseudo-random bytes (xorshift): a zero-filled artifact would match the zero-filled files a
+/// download preallocates, and "resume" would prove nothing.
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Polls `f` every [`POLL`], at most `LIMIT / POLL` times, until it returns `Some`.
+async fn poll_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..(LIMIT.as_millis() / POLL.as_millis()) {
+        if let Some(t) = f() {
+            return t;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// A 6 MiB update, served by a publisher throttled to 1 MiB/s: the client is shut down once a
+/// quarter of the torrent is verified, then restarted on the same data folder. The second run
+/// completes, tough and Kino verify it, and the publisher uploads only what was missing (less
+/// than the torrent minus what the first run had verified, plus two pieces of slack for blocks
+/// in flight at the cut): verified pieces are not fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interrupted_download_resumes() {
+    const ARTIFACT: usize = 6 * 1024 * 1024;
+    const RATE: u32 = 1024 * 1024;
+    let fx = Repo::new().await;
+    let net = LocalTestnet::start(12).unwrap();
+    let publisher = node(
+        &fx.base.join("publisher"),
+        net.bootstrap(),
+        fx.root1(),
+        Some(RATE),
+    )
+    .await;
+    let mut body = b"#!/bin/sh\necho kino 0.2.0\nexit 0\n".to_vec();
+    body.extend(noise(ARTIFACT, 0x9e37_79b9_7f4a_7c15));
+    let keys = [fx.root_key.clone(), fx.online.clone()];
+    assert_eq!(fx.publish_bytes("0.2.0", &body, &keys).await, 1);
+    let published = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    let hash = ih(&published.infohash);
+    let piece = publisher.engine.torrent(&hash).unwrap().info().piece_length as u64;
+
+    // First run: stop after a quarter of the torrent is verified.
+    let user = fx.base.join("user");
+    let first = node(&user, net.bootstrap(), fx.root1(), None).await;
+    let sync = first.sync.clone();
+    let fetch = tokio::spawn(async move { sync.fetch().await });
+    let (have_first, total) = poll_until("a quarter of the update torrent", || {
+        let st = first.engine.transfer_status(&hash)?;
+        assert!(
+            !st.finished,
+            "the download finished before it could be interrupted"
+        );
+        (st.total_bytes > 0 && st.have_bytes >= st.total_bytes / 4)
+            .then_some((st.have_bytes, st.total_bytes))
+    })
+    .await;
+    assert!(total > ARTIFACT as u64);
+    fetch.abort();
+    assert!(fetch.await.unwrap_err().is_cancelled());
+    let have_first = first
+        .engine
+        .transfer_status(&hash)
+        .map_or(have_first, |s| s.have_bytes.max(have_first));
+    assert!(have_first < total, "nothing left to resume");
+    first.engine.shutdown().await;
+    drop(first);
+    // The publisher sees the peer gone; what it uploaded so far belongs to the first run.
+    let uploaded_first = poll_until("the publisher to drop the stopped client", || {
+        let st = publisher.engine.transfer_status(&hash)?;
+        (st.peers == 0).then_some(st.uploaded_total)
+    })
+    .await;
+    assert!(
+        uploaded_first >= have_first,
+        "{uploaded_first} < {have_first}"
+    );
+
+    // Second run, same data folder: completes and verifies.
+    let second = node(&user, net.bootstrap(), fx.root1(), None).await;
+    let fetched = tokio::time::timeout(LIMIT, second.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetched.seq, 1);
+    let rel = fetched.release.unwrap();
+    assert_eq!(rel.version, v("0.2.0"));
+    assert_eq!(rel.length, body.len() as u64);
+    let st = second.engine.transfer_status(&hash).unwrap();
+    assert!(st.finished && st.have_bytes == total);
+    let uploaded_second = publisher
+        .engine
+        .transfer_status(&hash)
+        .unwrap()
+        .uploaded_total
+        - uploaded_first;
+    assert!(
+        uploaded_second <= total - have_first + 2 * piece,
+        "second run fetched {uploaded_second} bytes; {have_first} of {total} were verified before \
+         the interruption (piece {piece})"
+    );
+    eprintln!(
+        "total {total} piece {piece} have_first {have_first} uploaded_first {uploaded_first} uploaded_second {uploaded_second}"
+    );
+    assert!(uploaded_second < total);
+
+    // The resumed bytes are the signed ones: staging checks length and SHA-256 again.
+    let bin_dir = fx.base.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let binary = bin_dir.join("kino");
+    std::fs::write(&binary, RUNNING).unwrap();
+    let staged = second.client().stage(&rel, &binary).await.unwrap();
+    assert_eq!(std::fs::read(&staged.path).unwrap(), body);
+    let done = second.client().install(staged, &binary).unwrap();
+    assert_eq!(done.version, v("0.2.0"));
+    assert_eq!(std::fs::read(&binary).unwrap(), body);
+
+    second.engine.shutdown().await;
     publisher.engine.shutdown().await;
 }
