@@ -135,6 +135,8 @@ async fn info(State(c): State<Ctx>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "sharing": c.engine.config().share.enabled,
         "catalogs": c.sync.is_some(),
+        // Written by the running app's periodic, fully verified update check.
+        "update": c.engine.store().setting("update.available").ok().flatten().filter(|m| !m.is_empty()),
     }))
 }
 

@@ -564,3 +564,7 @@ async function route() {
 }
 window.addEventListener("hashchange", () => { document.body.dataset.ready = "0"; route(); });
 route();
+// A verified update (found by the running app) is announced once per page load.
+api("GET", "/api/info").then((i) => {
+  if (i && i.update) toast(i.update + " — run `kino update apply`");
+}).catch(() => {});

@@ -163,6 +163,9 @@ pub async fn publish(s: Settings, a: PublishArgs) -> anyhow::Result<()> {
     result
 }
 
+/// How often the running app looks for a verified update (and reseeds/republishes it).
+const UPDATE_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
 /// How often held DHT items are put again (they expire after about two hours).
 const REPUBLISH_INTERVAL: Duration = Duration::from_secs(50 * 60);
 
@@ -369,7 +372,12 @@ pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow
         );
         let _ = std::io::stdout().flush();
         let web = crate::app::start(&s, &engine, sync.clone(), Vec::new(), open).await?;
+        let updater = match start_dht(&s) {
+            Ok(dht) => crate::update::app_updater(&s, &engine, dht),
+            Err(_) => None,
+        };
         let mut refresh = tokio::time::interval(refresh_every);
+        let mut update_check = tokio::time::interval(UPDATE_CHECK_INTERVAL);
         let mut republish = tokio::time::interval(REPUBLISH_INTERVAL);
         // One signal listener for the whole loop, raced against the work too: a SIGTERM that
         // arrives during a refresh or republish is neither lost nor made to wait for it.
@@ -383,6 +391,14 @@ pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow
                         tokio::select! {
                             _ = &mut shutdown => break,
                             r = refresh_all(sync, engine.store()) => { r?; }
+                        }
+                    }
+                }
+                _ = update_check.tick() => {
+                    if let Some(updater) = &updater {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = crate::update::app_check(updater, engine.store()) => {}
                         }
                     }
                 }

@@ -12,6 +12,42 @@ use kino_update::{ClientConfig, UpdateClient, UpdateError, Version};
 
 use crate::cli::{Settings, shutdown_signal};
 
+/// The setting under which the running app records a verified update (shown by the web app).
+pub const UPDATE_AVAILABLE_SETTING: &str = "update.available";
+
+/// The running app's updater: `None` when this build has no trusted root (updates are off).
+pub fn app_updater(s: &Settings, engine: &Engine, dht: kino_dht::PointerDht) -> Option<UpdateSync> {
+    let client = client(s).ok()?;
+    client.trusted_root().ok()?;
+    Some(UpdateSync::new(
+        engine.clone(),
+        dht,
+        client,
+        &s.engine.data_dir,
+    ))
+}
+
+/// One periodic check: finds and fully verifies the current release, seeds the update
+/// torrent and republishes its pointer; records (or clears) "verified update available".
+pub async fn app_check(sync: &UpdateSync, store: &kino_store::Store) {
+    match sync.fetch().await {
+        Ok(f) => {
+            let msg = match f.release {
+                Ok(rel) => Some(format!("verified update available: {}", rel.explain())),
+                Err(_) => None,
+            };
+            if let Some(m) = &msg {
+                println!("{m} (run `kino update apply`)");
+            }
+            let _ = store.set_setting(UPDATE_AVAILABLE_SETTING, msg.as_deref().unwrap_or(""));
+            if let Err(e) = sync.republish().await {
+                eprintln!("update pointer republish: {e}");
+            }
+        }
+        Err(e) => eprintln!("update check: {e}"),
+    }
+}
+
 /// `kino update ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdateCommand {

@@ -140,6 +140,21 @@ fn update_published_by_one_kino_is_applied_by_another() -> anyhow::Result<()> {
         "check changed the binary"
     );
 
+    // The running app (another user, its own data folder) checks at start and reports it, and
+    // the web app's /api/info carries the same message.
+    let mut app = kino_at(
+        env!("CARGO_BIN_EXE_kino").as_ref(),
+        &root.join("app-user"),
+        &bootstrap,
+    )?;
+    app.env("KINO_UPDATE_ROOT", &trusted);
+    let mut app = KinoProcess::spawn(app)?;
+    let line = app
+        .wait_line(LIMIT, |l| l.starts_with("verified update available"))
+        .context("the running app did not report the update")?;
+    ensure!(line.contains("kino 0.2.0"), "{line}");
+    app.terminate()?;
+
     let mut apply = kino_at(&bin, &user, &bootstrap)?;
     apply
         .env("KINO_UPDATE_ROOT", &trusted)
