@@ -415,3 +415,152 @@ async fn interrupted_download_resumes() {
     second.engine.shutdown().await;
     publisher.engine.shutdown().await;
 }
+
+/// The online key (snapshot + timestamp, which signs the pointer) leaks. The attacker signs a
+/// timestamp at version 2^63-1 over publication 1 and puts it under the old key at seq
+/// 2^63-1: a client on root 1 verifies it (every signature is valid) and is pinned there. The
+/// release managers rotate root (root 2: new online key) and publish 0.3.0 under the new key.
+///
+/// What the current design does (docs/updates.md, "What's missing"): a client whose newest
+/// verified root is root 1 looks the pointer up only under root 1's timestamp key, where seq
+/// 2^63-1 can never be outbid, so it never reaches a torrent holding `2.root.json` (asserted
+/// below). Once it has the new root chain (here: out of band, a check of the new repository),
+/// it looks up the new key only, tough drops the fast-forwarded timestamp (keys rotated, and
+/// the old timestamp no longer verifies), and it gets 0.3.0 over the DHT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compromised_pointer_max_seq_replaced_by_rotation() {
+    let fx = Repo::new().await;
+    let net = LocalTestnet::start(12).unwrap();
+    let publisher = node(
+        &fx.base.join("publisher"),
+        net.bootstrap(),
+        fx.root1(),
+        None,
+    )
+    .await;
+    assert_eq!(fx.publish("0.2.0").await, 1);
+    let p1 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    assert_eq!(p1.seq, 1);
+    let user = fx.base.join("user");
+    let client = node(&user, net.bootstrap(), fx.root1(), None).await;
+    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.seq, 1);
+
+    // The attacker: publication 1 with a timestamp at 2^63-1, signed by the leaked online key.
+    let evil = fx.base.join("evil");
+    for sub in ["metadata", "targets"] {
+        std::fs::create_dir_all(evil.join(sub)).unwrap();
+        for e in std::fs::read_dir(fx.repo.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), evil.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    let ts_path = metadata_dir(&evil).join("timestamp.json");
+    let mut ts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ts_path).unwrap()).unwrap();
+    ts["signed"]["version"] = serde_json::json!(i64::MAX as u64 - 1);
+    std::fs::write(&ts_path, serde_json::to_vec(&ts).unwrap()).unwrap();
+    let max = release::sign_timestamp(
+        &evil,
+        &fx.online,
+        release::expires_in(release::TIMESTAMP_LIFETIME),
+    )
+    .await
+    .unwrap();
+    assert_eq!(max, i64::MAX as u64);
+    let attacker = node(&fx.base.join("attacker"), net.bootstrap(), fx.root1(), None).await;
+    let pe = attacker.sync.publish(&evil, &fx.online).await.unwrap();
+    assert_eq!(pe.seq, i64::MAX);
+
+    // A client on root 1 follows it: every signature checks out.
+    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.seq, i64::MAX);
+    assert_eq!(f.release.unwrap().version, v("0.2.0"));
+
+    // Rotation: root 2 names a new online key (signed by root 1's and root 2's thresholds), and
+    // 0.3.0 is published under it.
+    let online2 = keygen(&fx.base.join("online2.der")).unwrap();
+    assert_eq!(
+        release::init_root(&fx.repo, &spec(&fx.root_key, &online2))
+            .await
+            .unwrap(),
+        2
+    );
+    release::sign_root(&fx.repo, &fx.root_key).await.unwrap();
+    let keys = [fx.root_key.clone(), online2.clone()];
+    let seq2 = fx
+        .publish_bytes("0.3.0", b"#!/bin/sh\necho kino 0.3.0\n", &keys)
+        .await;
+    let p2 = publisher.sync.publish(&fx.repo, &online2).await.unwrap();
+    assert_eq!(p2.seq as u64, seq2);
+    // The old address cannot be reclaimed: no seq is above 2^63-1 (an equal seq with another
+    // value is a tie that resolvers break by the value's bytes, which the attacker can grind).
+    // What fails today: the root-1 client still looks up only the old key and stays pinned on
+    // the attacker's publication; it never sees root 2 or 0.3.0.
+    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.seq, i64::MAX);
+    assert_eq!(f.release.unwrap().version, v("0.2.0"));
+    assert_eq!(
+        client
+            .client()
+            .trusted_root_parsed()
+            .unwrap()
+            .signed
+            .version
+            .get(),
+        1
+    );
+
+    // With the new root chain (out of band), the client looks up the new key and installs
+    // 0.3.0 over the DHT and the swarm.
+    let rel = client.client().check(&fx.repo).await.unwrap();
+    assert_eq!(rel.root_version, 2);
+    assert_eq!(
+        client
+            .client()
+            .trusted_root_parsed()
+            .unwrap()
+            .signed
+            .version
+            .get(),
+        2
+    );
+    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.seq as u64, seq2);
+    let rel = f.release.unwrap();
+    assert_eq!(rel.version, v("0.3.0"));
+    assert_eq!(rel.root_version, 2);
+    let st = client.client().state().unwrap();
+    assert_eq!(st.infohash.as_deref(), Some(p2.infohash.as_str()));
+    assert_eq!(
+        st.pointer_seq
+            .get(&hex::encode(online2.public_key().unwrap())),
+        Some(&(seq2 as i64))
+    );
+    let bin_dir = fx.base.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let binary = bin_dir.join("kino");
+    std::fs::write(&binary, RUNNING).unwrap();
+    let staged = client.client().stage(&rel, &binary).await.unwrap();
+    client.client().install(staged, &binary).unwrap();
+    assert_eq!(
+        std::fs::read(&binary).unwrap(),
+        b"#!/bin/sh\necho kino 0.3.0\n"
+    );
+
+    client.engine.shutdown().await;
+    attacker.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
