@@ -29,7 +29,8 @@ def main():
     ax.set_ylabel("media buffered ahead of the playhead (s)")
     ax.set_title("Buffer ahead, run with the median startup\n" + data["title"])
     ax.grid(alpha=0.3)
-    ax.legend()
+    if data["buffer"]:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "buffer.png"))
 

@@ -488,8 +488,6 @@ pub async fn view_keep(
                 spec.seek_bytes.to_string(),
                 "--deadline".into(),
                 spec.deadline.as_secs().to_string(),
-                "--window-bytes".into(),
-                ((spec.bitrate * 30.0) as u64).to_string(),
                 "--linger".into(),
             ];
             if !spec.seeks.is_empty() {

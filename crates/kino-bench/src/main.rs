@@ -50,10 +50,10 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
         /// Film length, s.
-        #[arg(long, default_value_t = 60.0)]
+        #[arg(long, default_value_t = 40.0)]
         film_secs: f64,
-        /// Declared bitrate, Mbit/s.
-        #[arg(long, default_value_t = 4.0)]
+        /// Declared bitrate, Mbit/s (default: 70 % of the uplink, the target's edge).
+        #[arg(long, default_value_t = 5.6)]
         bitrate_mbit: f64,
         /// Seeder uplink, Mbit/s.
         #[arg(long, default_value_t = 8.0)]
@@ -85,6 +85,11 @@ enum Cmd {
         /// Per-run deadline, s.
         #[arg(long, default_value_t = 120)]
         deadline: u64,
+    },
+    /// Re-renders results.md and the charts from a results.json.
+    Report {
+        /// results.json of a run.
+        results: PathBuf,
     },
     /// (internal) Reads a stream inside a namespace and prints a JSON report.
     Reader {
@@ -151,35 +156,38 @@ impl Drop for WorkDir {
     }
 }
 
+/// Writes results.md, results.json, charts.json and the PNG charts under `out`.
+async fn write_results(res: &scenario::Results, out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let md = report::markdown(res);
+    println!("{md}");
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(res)?)?;
+    let charts = out.join("charts.json");
+    std::fs::write(&charts, serde_json::to_string(&report::chart_data(res))?)?;
+    let plot = repo().join("bench/plot.py");
+    match tokio::process::Command::new("/usr/bin/python3")
+        .arg(&plot)
+        .arg(&charts)
+        .arg(out)
+        .status()
+        .await
+    {
+        Ok(s) if s.success() => eprintln!("charts written under {}", out.display()),
+        _ => eprintln!(
+            "no charts: bench/plot.py needs python3-matplotlib (scripts/install-bench-peers)"
+        ),
+    }
+    eprintln!("results: {}", out.join("results.md").display());
+    Ok(())
+}
+
 async fn bench(cfg: Config, tools: Tools, smoke: bool) -> anyhow::Result<bool> {
     net::preflight()?;
     net::remove_stale();
     let _work = WorkDir(cfg.work.clone());
     let res = scenario::run(&cfg, &tools).await?;
-    std::fs::create_dir_all(&cfg.out)?;
-    let md = report::markdown(&res);
-    println!("{md}");
-    std::fs::write(cfg.out.join("results.md"), &md)?;
-    std::fs::write(
-        cfg.out.join("results.json"),
-        serde_json::to_string_pretty(&res)?,
-    )?;
-    let charts = cfg.out.join("charts.json");
-    std::fs::write(&charts, serde_json::to_string(&report::chart_data(&res))?)?;
-    let plot = tools.repo.join("bench/plot.py");
-    match tokio::process::Command::new("/usr/bin/python3")
-        .arg(&plot)
-        .arg(&charts)
-        .arg(&cfg.out)
-        .status()
-        .await
-    {
-        Ok(s) if s.success() => eprintln!("charts written under {}", cfg.out.display()),
-        _ => eprintln!(
-            "no charts: bench/plot.py needs python3-matplotlib (scripts/install-bench-peers)"
-        ),
-    }
-    eprintln!("results: {}", cfg.out.join("results.md").display());
+    write_results(&res, &cfg.out).await?;
     let failed = res
         .clients
         .values()
@@ -254,6 +262,13 @@ async fn main() -> ExitCode {
                 })
                 .await;
                 println!("{}", serde_json::to_string(&rep)?);
+                Ok(true)
+            }
+            Cmd::Report { results } => {
+                let mut res: scenario::Results = serde_json::from_slice(&std::fs::read(&results)?)?;
+                res.recompute_limits();
+                let out = results.parent().map(PathBuf::from).unwrap_or_default();
+                write_results(&res, &out).await?;
                 Ok(true)
             }
             Cmd::Relay {

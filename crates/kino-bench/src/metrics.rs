@@ -171,10 +171,12 @@ pub const GOODPUT: f64 = 1448.0 / 1514.0 * 16384.0 / 16397.0;
 pub const STARTUP_RTTS: f64 = 3.0;
 
 /// The physical limit of startup: the whole pieces holding the first `bytes`, at the link's
-/// goodput, plus the round trips.
+/// goodput, less what the token bucket lets through at once (it starts full), plus the round
+/// trips.
 pub fn startup_limit(bytes: u64, piece: u64, link_bps: f64, rtt_s: f64) -> f64 {
     let need = bytes.div_ceil(piece) * piece;
-    need as f64 * 8.0 / (link_bps * GOODPUT) + STARTUP_RTTS * rtt_s
+    let wire = need as f64 / GOODPUT - crate::net::tbf_burst(link_bps as u64) as f64;
+    wire.max(0.0) * 8.0 / link_bps + STARTUP_RTTS * rtt_s
 }
 
 /// The physical limit of a seek on an idle link: the pieces covering `[offset, offset+bytes)`

@@ -97,9 +97,14 @@ fn kill_all_in(ns: &str) {
     }
 }
 
-/// tbf with a burst large enough for GSO segments on veth.
+/// The tbf bucket size for a rate: large enough for GSO segments on veth.
+pub fn tbf_burst(bps: u64) -> u64 {
+    (bps / 8 / 50).max(64 * 1024)
+}
+
+/// tbf with a burst of [`tbf_burst`].
 fn tbf(dev: &str, ns: &str, bps: u64) -> anyhow::Result<()> {
-    let burst = (bps / 8 / 50).max(64 * 1024);
+    let burst = tbf_burst(bps);
     sh(
         "tc",
         &[

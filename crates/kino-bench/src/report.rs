@@ -51,103 +51,105 @@ pub fn markdown(r: &Results) -> String {
         r.seek_secs,
         r.reps
     );
-    let kinds: Vec<Kind> = r.clients.keys().copied().collect();
-    let _ = write!(o, "| metric |");
-    for k in &kinds {
-        let _ = write!(o, " {} |", k.name());
-    }
-    let _ = write!(o, "\n|---|");
-    for _ in &kinds {
-        let _ = write!(o, "---|");
-    }
-    o.push('\n');
-    let mut rows: Vec<Metric> = vec![
-        (
-            "time to first byte",
-            " s",
-            Box::new(|f: &ClientFigures| f.ttfb.clone()),
-        ),
-        (
-            "startup (10 s readable)",
-            " s",
-            Box::new(|f: &ClientFigures| f.startup.clone()),
-        ),
-        (
-            "stalls during playback",
-            "",
-            Box::new(|f: &ClientFigures| f.stalls.clone()),
-        ),
-        (
-            "total stall time",
-            " s",
-            Box::new(|f: &ClientFigures| f.stall_s.clone()),
-        ),
-    ];
-    let mut points: Vec<String> = r
-        .clients
-        .values()
-        .flat_map(|c| c.seek.keys().cloned())
-        .collect();
-    points.sort();
-    points.dedup();
-    for p in points {
-        let name: &'static str = Box::leak(format!("seek to {p}: to play").into_boxed_str());
-        rows.push((
-            name,
-            " s",
-            Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default()),
-        ));
-    }
-    rows.push((
-        "peak RSS",
-        " MiB",
-        Box::new(|f: &ClientFigures| f.rss_mib.clone()),
-    ));
-    for (name, unit, get) in &rows {
-        let kino = r
-            .clients
-            .get(&Kind::Kino)
-            .and_then(|f| metrics::summary(&get(f)));
-        let _ = write!(o, "| {name} |");
+    if r.reps > 0 {
+        let kinds: Vec<Kind> = r.clients.keys().copied().collect();
+        let _ = write!(o, "| metric |");
         for k in &kinds {
-            let f = &r.clients[k];
-            let c = if f.skipped.is_some() {
-                "n/a".into()
-            } else {
-                cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino)
-            };
-            let _ = write!(o, " {c} |");
+            let _ = write!(o, " {} |", k.name());
+        }
+        let _ = write!(o, "\n|---|");
+        for _ in &kinds {
+            let _ = write!(o, "---|");
         }
         o.push('\n');
-    }
-    let _ = write!(o, "| version |");
-    for k in &kinds {
-        let _ = write!(o, " {} |", r.clients[k].version);
-    }
-    o.push('\n');
-    let _ = writeln!(
-        o,
-        "\nPhysical limit of startup: {:.2} s = whole pieces holding the first {:.0} s / ({:.1} Mbit/s × {:.3} goodput) + {} RTT. \
-         Physical limit of a seek on an idle link: {:.2} s.",
-        r.startup_limit,
-        r.startup_secs,
-        mbit(r.uplink_bps),
-        metrics::GOODPUT,
-        metrics::STARTUP_RTTS,
-        r.seek_limit
-    );
-    for (k, f) in &r.clients {
-        if let Some(why) = &f.skipped {
-            let _ = writeln!(o, "\n- {}: not run: {why}", k.name());
+        let mut rows: Vec<Metric> = vec![
+            (
+                "time to first byte",
+                " s",
+                Box::new(|f: &ClientFigures| f.ttfb.clone()),
+            ),
+            (
+                "startup (10 s readable)",
+                " s",
+                Box::new(|f: &ClientFigures| f.startup.clone()),
+            ),
+            (
+                "stalls during playback",
+                "",
+                Box::new(|f: &ClientFigures| f.stalls.clone()),
+            ),
+            (
+                "total stall time",
+                " s",
+                Box::new(|f: &ClientFigures| f.stall_s.clone()),
+            ),
+        ];
+        let mut points: Vec<String> = r
+            .clients
+            .values()
+            .flat_map(|c| c.seek.keys().cloned())
+            .collect();
+        points.sort();
+        points.dedup();
+        for p in points {
+            let name: &'static str = Box::leak(format!("seek to {p}: to play").into_boxed_str());
+            rows.push((
+                name,
+                " s",
+                Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default()),
+            ));
         }
-        if !f.errors.is_empty() {
-            let _ = writeln!(
-                o,
-                "\n- {}: {} failed run(s): {}",
-                k.name(),
-                f.errors.len(),
-                f.errors.join("; ")
-            );
+        rows.push((
+            "peak RSS",
+            " MiB",
+            Box::new(|f: &ClientFigures| f.rss_mib.clone()),
+        ));
+        for (name, unit, get) in &rows {
+            let kino = r
+                .clients
+                .get(&Kind::Kino)
+                .and_then(|f| metrics::summary(&get(f)));
+            let _ = write!(o, "| {name} |");
+            for k in &kinds {
+                let f = &r.clients[k];
+                let c = if f.skipped.is_some() {
+                    "n/a".into()
+                } else {
+                    cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino)
+                };
+                let _ = write!(o, " {c} |");
+            }
+            o.push('\n');
+        }
+        let _ = write!(o, "| version |");
+        for k in &kinds {
+            let _ = write!(o, " {} |", r.clients[k].version);
+        }
+        o.push('\n');
+        let _ = writeln!(
+            o,
+            "\nPhysical limit of startup: {:.2} s = whole pieces holding the first {:.0} s / ({:.1} Mbit/s × {:.3} goodput) + {} RTT. \
+         Physical limit of a seek on an idle link: {:.2} s.",
+            r.startup_limit,
+            r.startup_secs,
+            mbit(r.uplink_bps),
+            metrics::GOODPUT,
+            metrics::STARTUP_RTTS,
+            r.seek_limit
+        );
+        for (k, f) in &r.clients {
+            if let Some(why) = &f.skipped {
+                let _ = writeln!(o, "\n- {}: not run: {why}", k.name());
+            }
+            if !f.errors.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n- {}: {} failed run(s): {}",
+                    k.name(),
+                    f.errors.len(),
+                    f.errors.join("; ")
+                );
+            }
         }
     }
     if !r.swarm.is_empty() {

@@ -11,7 +11,7 @@ use crate::data;
 use crate::metrics::{self, Summary};
 use crate::net::{Caps, Topology};
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ pub struct Config {
 }
 
 /// One client's figures in scenarios 1-3.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ClientFigures {
     /// Version that ran.
     pub version: String,
@@ -90,7 +90,7 @@ pub struct ClientFigures {
 }
 
 /// A swarm run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwarmFigures {
     /// Client.
     pub client: Kind,
@@ -109,7 +109,7 @@ pub struct SwarmFigures {
 }
 
 /// A throughput run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThroughputFigures {
     /// Client.
     pub client: Kind,
@@ -124,7 +124,7 @@ pub struct ThroughputFigures {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     /// Date (UTC, from `date`).
     pub date: String,
@@ -725,6 +725,25 @@ async fn throughput(
     drop(seeder);
     drop(topo);
     Ok(out)
+}
+
+impl Results {
+    /// Recomputes the physical limits from the recorded parameters (after a change of the
+    /// formula, `kino-bench report` re-renders old results).
+    pub fn recompute_limits(&mut self) {
+        let bitrate = self.bitrate_bps as f64 / 8.0;
+        let rtt = self.rtt_ms as f64 / 1000.0;
+        let up = self.uplink_bps as f64;
+        self.startup_limit =
+            metrics::startup_limit((self.startup_secs * bitrate) as u64, self.piece, up, rtt);
+        self.seek_limit = metrics::seek_limit(
+            self.size / 2,
+            (self.seek_secs * bitrate) as u64,
+            self.piece,
+            up,
+            rtt,
+        );
+    }
 }
 
 /// Summary of a vector for tables.
