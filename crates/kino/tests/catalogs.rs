@@ -234,7 +234,9 @@ fn start_publisher(
 /// `kino` with no subcommand (the app), refreshing every 3 s, once it printed its banner.
 fn start_app(data: &Path, bootstrap: &str) -> anyhow::Result<KinoProcess> {
     let mut cmd = kino_dht(data, &[bootstrap])?;
-    cmd.args(["--refresh-interval", "3"]);
+    // The DHT puts and resolves show on stderr, to diagnose a failure.
+    cmd.args(["--refresh-interval", "3"])
+        .env("KINO_LOG", "warn,kino=info,kino_dht=debug");
     let mut p = KinoProcess::spawn(cmd)?;
     p.wait_line(START_LIMIT, |l| l.starts_with("Kino is running"))
         .context("the app did not start")?;
@@ -535,9 +537,24 @@ fn catalog_survives_its_publisher() -> anyhow::Result<()> {
     wait_up_to_date(&mut app2, &address, 5, 2)?;
     net_a.stop()?;
 
-    // Subscriber 4 knows only the new nodes. Bounded retries: if an app's start-up republish
-    // landed mostly on old nodes, its next refresh announces again on the live ones.
-    let out = subscribe_eventually(&s4, &bs_b, &address, 4)?;
+    // Subscriber 4 knows only the new nodes. The item put while both networks were up is
+    // sometimes not found once the old nodes are gone ("no catalog found", 2 runs in 4): the
+    // joined testnet is poorly connected on its own (a put after the old nodes stopped
+    // reported stored_at=1, against 20-37 before). Then the apps' next republish puts the item
+    // on the surviving nodes: restarting them triggers it now instead of in 50 minutes.
+    let first = subscribe(&s4, &bs_b, &address)?;
+    let out = if first.ok() {
+        first
+    } else {
+        eprintln!("subscriber 4 failed before the apps republished again: {first}");
+        assert_eq!(app1.terminate()?, Some(0));
+        assert_eq!(app2.terminate()?, Some(0));
+        app1 = start_app(&s1, &bs_b)?;
+        app2 = start_app(&s2, &bs_b)?;
+        wait_up_to_date(&mut app1, &address, 5, 2)?;
+        wait_up_to_date(&mut app2, &address, 5, 2)?;
+        subscribe_eventually(&s4, &bs_b, &address, 3)?
+    };
     assert_indexed(&out, &address, 5);
     assert_eq!(search(&s4, &["pattern"], None)?, ["Test Pattern"]);
     let row = catalogs_row(&s4, &address)?;
