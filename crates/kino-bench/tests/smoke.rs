@@ -33,7 +33,12 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
             if !st.success() {
                 return Err("cargo build -p kino failed".into());
             }
-            repo.join("target/debug/kino")
+            // Next to this test's own target folder (honours CARGO_TARGET_DIR):
+            // <target>/debug/deps/smoke-<hash> -> <target>/debug/kino.
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent()?.parent().map(|d| d.join("kino")))
+                .unwrap_or_else(|| repo.join("target/debug/kino"))
         }
     };
     let out = std::env::temp_dir().join(format!("kino-bench-smoke-{}", std::process::id()));
