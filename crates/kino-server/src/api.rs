@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use kino_catalog::library::{self, TitleHit};
 use kino_catalog::sync::CatalogSync;
@@ -44,6 +44,7 @@ pub(crate) struct Ctx {
     pub(crate) store: Arc<Store>,
     pub(crate) peers: Arc<Vec<SocketAddr>>,
     pub(crate) sync: Option<CatalogSync>,
+    pub(crate) data_dir_setter: Option<crate::DataDirSetter>,
     pub(crate) prepared: Arc<Mutex<HashSet<(Id20, usize)>>>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
@@ -117,6 +118,7 @@ pub(crate) fn routes() -> Router<Ctx> {
         .route("/api/history", get(history).post(save_position))
         .route("/api/history/{key}/{id}", delete(forget_position))
         .route("/api/settings", get(get_settings).put(put_settings))
+        .route("/api/settings/data-dir", put(put_data_dir))
         .route("/api/sharing", get(sharing))
         .route("/api/sharing/{infohash}/stop", post(stop_sharing))
         .route("/api/publishers", get(publishers).post(subscribe))
@@ -671,6 +673,33 @@ async fn put_settings(
         "effective": effective,
         "restart_needed": new != effective,
         "data_dir": c.engine.config().data_dir.to_string_lossy(),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataDirBody {
+    path: String,
+}
+
+/// Saves a new data folder for the next start (it holds the database itself, so it cannot be
+/// switched while running).
+async fn put_data_dir(
+    State(c): State<Ctx>,
+    ApiJson(body): ApiJson<DataDirBody>,
+) -> Result<Json<Value>, ApiError> {
+    let setter = c.data_dir_setter.as_ref().ok_or_else(|| {
+        invalid("this Kino has no config file to save the data folder in; use --data-dir")
+    })?;
+    let path = std::path::PathBuf::from(body.path.trim());
+    if body.path.len() > 4096 || !path.is_absolute() {
+        return Err(invalid("the data folder must be an absolute path"));
+    }
+    let message = setter(&path).map_err(invalid)?;
+    Ok(Json(json!({
+        "data_dir": c.engine.config().data_dir.to_string_lossy(),
+        "data_dir_next": path.to_string_lossy(),
+        "message": message,
     })))
 }
 

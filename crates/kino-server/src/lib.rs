@@ -108,7 +108,14 @@ pub struct AppOptions {
     /// Catalog sync, for subscribing and refreshing from the Publishers page (`None`: the
     /// page can still list and unsubscribe; new subscriptions are fetched by the next refresh).
     pub sync: Option<kino_catalog::sync::CatalogSync>,
+    /// Saves a new data folder for the next start (the binary writes its config file); `None`
+    /// when there is nowhere to save it.
+    pub data_dir_setter: Option<DataDirSetter>,
 }
+
+/// Saves the data folder the user chose; returns a message for people, or why it failed.
+pub type DataDirSetter =
+    std::sync::Arc<dyn Fn(&std::path::Path) -> Result<String, String> + Send + Sync>;
 
 /// The web app: stream routes, the embedded pages and the JSON API on one router.
 pub struct WebApp {
@@ -132,6 +139,7 @@ impl WebApp {
             engine: engine.clone(),
             peers: std::sync::Arc::new(opts.peers),
             sync: opts.sync,
+            data_dir_setter: opts.data_dir_setter,
             prepared: Default::default(),
             tasks: tasks.clone(),
             cancel: cancel.clone(),

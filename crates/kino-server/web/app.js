@@ -447,13 +447,26 @@ async function settingsPage() {
       toast("Settings saved");
     } catch (err) { fill(status, errorBox(err)); }
   });
+  const dirInput = el("input", { type: "text", id: "data-dir-input", value: s.data_dir, spellcheck: "false", class: "mono" });
+  const dirStatus = el("div", { id: "data-dir-status" });
+  const dirForm = el("form", { class: "settings", id: "data-dir-form" },
+    el("label", { for: "data-dir-input", text: "Data folder (films, catalogs, database)" }), dirInput,
+    el("span"), el("button", { class: "btn", type: "submit", id: "save-data-dir" }, "Use this folder"));
+  dirForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("PUT", "/api/settings/data-dir", { path: dirInput.value });
+      fill(dirStatus, el("div", { class: "notice", text: "Data folder " + r.data_dir_next + ": " + r.message }));
+    } catch (err) { fill(dirStatus, errorBox(err)); }
+  });
   setView(el("div", {},
     el("h1", { text: "Settings" }),
     el("div", { class: "panel" }, form),
     status,
-    el("dl", { class: "kv panel" },
-      el("dt", { text: "Data folder" }), el("dd", { class: "mono", id: "data-dir", text: s.data_dir }),
-      el("dt", {}), el("dd", { class: "muted", text: "Change it with --data-dir or data_dir in config.toml." }))));
+    el("div", { class: "panel" },
+      el("p", { class: "muted" }, "In use now: ", el("span", { class: "mono", id: "data-dir", text: s.data_dir })),
+      dirForm),
+    dirStatus));
   showStatus(s);
 }
 

@@ -59,6 +59,14 @@ pub async fn start(
             token: None,
             peers,
             sync,
+            data_dir_setter: s.config_path.clone().map(|path| {
+                let setter: kino_server::DataDirSetter = std::sync::Arc::new(move |dir| {
+                    crate::config::write_data_dir(&path, dir)
+                        .map(|()| format!("saved in {}; restart Kino to use it", path.display()))
+                        .map_err(|e| format!("{e:#}"))
+                });
+                setter
+            }),
         },
     )?;
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), s.http_port);

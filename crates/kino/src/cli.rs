@@ -24,6 +24,8 @@ use crate::format;
 pub struct Settings {
     pub engine: EngineConfig,
     pub http_port: u16,
+    /// The config file in use (named with --config, or the default path).
+    pub config_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
         Ok(Settings {
             engine,
             http_port: g.http_port.unwrap_or(cfg.http.port),
+            config_path: g.config.clone().or_else(Config::default_path),
         })
     }
 

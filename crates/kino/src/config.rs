@@ -119,9 +119,63 @@ impl Config {
     }
 }
 
+/// Sets `data_dir` in the config file at `path` (created if missing), keeping every other
+/// key and comment, and checks that the result is still a valid config before replacing the
+/// file (written beside it, then renamed). Takes effect at the next start.
+pub fn write_data_dir(path: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let dir = data_dir
+        .to_str()
+        .context("the data folder must be valid UTF-8")?;
+    if !data_dir.is_absolute() || dir.chars().any(char::is_control) {
+        anyhow::bail!("the data folder must be an absolute path without control characters");
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("cannot edit {}: it is not valid TOML", path.display()))?;
+    doc["data_dir"] = toml_edit::value(dir);
+    let out = doc.to_string();
+    toml::from_str::<Config>(&out)
+        .with_context(|| format!("{} would become invalid", path.display()))?;
+    let parent = path.parent().context("the config path has no folder")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, out).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_dir_is_written_keeping_comments() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kino").join("config.toml");
+        write_data_dir(&path, Path::new("/srv/films"))?;
+        assert_eq!(
+            Config::load(Some(&path))?.data_dir,
+            Some(PathBuf::from("/srv/films"))
+        );
+        std::fs::write(&path, "# mine\n[share]\nratio_limit = 2.0 # keep\n")?;
+        write_data_dir(&path, Path::new("/media/kino"))?;
+        let text = std::fs::read_to_string(&path)?;
+        assert!(
+            text.contains("# mine") && text.contains("ratio_limit = 2.0 # keep"),
+            "{text}"
+        );
+        let cfg = Config::load(Some(&path))?;
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/media/kino")));
+        assert_eq!(cfg.share.ratio_limit, 2.0);
+        assert!(write_data_dir(&path, Path::new("relative/dir")).is_err());
+        Ok(())
+    }
 
     #[test]
     fn example_config_is_complete_and_matches_defaults() -> anyhow::Result<()> {

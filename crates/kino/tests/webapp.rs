@@ -234,6 +234,35 @@ fn api_security_and_catalog_text() -> anyhow::Result<()> {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()?["settings"]["upload_limit_kib"], 64);
 
+    // The data folder is saved in the config file for the next start (it holds the database,
+    // so it cannot switch while running); a relative path is refused.
+    let next = dir.path().join("films-elsewhere");
+    let r = http(
+        a,
+        "PUT",
+        "/api/settings/data-dir",
+        &host,
+        &[("x-kino-token", &token)],
+        Some(&serde_json::json!({ "path": next }).to_string()),
+    )?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()?["data_dir_next"], next.to_string_lossy().as_ref());
+    let config = std::fs::read_to_string(dir.path().join("config.toml"))?;
+    assert!(
+        config.contains(&format!("data_dir = {:?}", next.to_string_lossy())),
+        "{config}"
+    );
+    let r = http(
+        a,
+        "PUT",
+        "/api/settings/data-dir",
+        &host,
+        &[("x-kino-token", &token)],
+        Some(r#"{"path":"relative/films"}"#),
+    )?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()?["error"], "invalid_input");
+
     // No CORS, whatever the Origin.
     let r = http(
         a,
