@@ -269,33 +269,17 @@ impl CatalogSync {
             .join("catalogs")
             .join(key.to_hex())
             .join(&ih_hex);
-        std::fs::create_dir_all(&folder_root).map_err(io("cannot create the catalog folder"))?;
-        let source = TorrentSource::InfoHash(kino_engine::Id20::new(ih));
-        let torrent = self
+        let (torrent, folder) = self
             .engine
-            .add_capped(
-                &source,
-                AddOptions {
-                    peers: peers.clone(),
-                    placement: Placement::Download(folder_root.clone()),
-                },
-                Some(MAX_CATALOG_TORRENT_BYTES),
+            .download_small(
+                kino_engine::Id20::new(ih),
+                peers.clone(),
+                &folder_root,
+                MAX_CATALOG_TORRENT_BYTES,
+                CATALOG_DOWNLOAD_TIMEOUT,
+                "catalog",
             )
             .await?;
-        tokio::time::timeout(CATALOG_DOWNLOAD_TIMEOUT, torrent.wait_until_completed())
-            .await
-            .map_err(|_| {
-                EngineError::Timeout(format!(
-                    "the catalog torrent did not download within {} s",
-                    CATALOG_DOWNLOAD_TIMEOUT.as_secs()
-                ))
-            })??;
-        let info = torrent.info();
-        let folder = if info.single_file {
-            folder_root.clone()
-        } else {
-            folder_root.join(&info.name)
-        };
         let verified = match self.verify_folder(key, &folder, offered, held.as_ref()) {
             Ok(v) => v,
             Err(e) => {

@@ -414,6 +414,49 @@ impl Engine {
         Ok(Torrent { entry })
     }
 
+    /// Downloads a small torrent named only by its infohash (a catalog or an update repository
+    /// found through a signed pointer) into `folder`, refusing it when its metainfo says more
+    /// than `max_total_bytes`, and waiting at most `timeout`. Returns the torrent and the folder
+    /// holding its content (`folder`, or `folder/<name>` for a multi-file torrent). It keeps
+    /// seeding afterwards, per the share policy. `what` names it in errors.
+    pub async fn download_small(
+        &self,
+        infohash: Id20,
+        peers: Vec<SocketAddr>,
+        folder: &Path,
+        max_total_bytes: u64,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(Torrent, PathBuf), EngineError> {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| EngineError::io(format!("cannot create {}", folder.display()), e))?;
+        let torrent = self
+            .add_capped(
+                &TorrentSource::InfoHash(infohash),
+                AddOptions {
+                    peers,
+                    placement: Placement::Download(folder.to_path_buf()),
+                },
+                Some(max_total_bytes),
+            )
+            .await?;
+        tokio::time::timeout(timeout, torrent.wait_until_completed())
+            .await
+            .map_err(|_| {
+                EngineError::Timeout(format!(
+                    "the {what} torrent did not download within {} s",
+                    timeout.as_secs()
+                ))
+            })??;
+        let info = torrent.info();
+        let content = if info.single_file {
+            folder.to_path_buf()
+        } else {
+            folder.join(&info.name)
+        };
+        Ok((torrent, content))
+    }
+
     async fn add_resolved(
         &self,
         info: TorrentInfo,

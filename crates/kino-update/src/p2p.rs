@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kino_dht::{PointerDht, SignedPointer};
-use kino_engine::{AddOptions, Engine, EngineError, Id20, Placement, TorrentSource, infohash_hex};
+use kino_engine::{AddOptions, Engine, Id20, Placement, TorrentSource, infohash_hex};
 use tracing::{info, warn};
 
 use crate::client::{UpdateClient, VerifiedRelease};
@@ -202,33 +202,18 @@ impl UpdateSync {
         let ih = item.infohash();
         let ih_hex = hex::encode(ih);
         let folder_root = self.data_dir.join("updates").join("torrents").join(&ih_hex);
-        std::fs::create_dir_all(&folder_root).map_err(io("cannot create the update folder"))?;
         let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let torrent = self
+        let (torrent, repo_dir) = self
             .engine
-            .add_capped(
-                &TorrentSource::InfoHash(Id20::new(ih)),
-                AddOptions {
-                    peers,
-                    placement: Placement::Download(folder_root.clone()),
-                },
-                Some(MAX_UPDATE_TORRENT_BYTES),
+            .download_small(
+                Id20::new(ih),
+                peers,
+                &folder_root,
+                MAX_UPDATE_TORRENT_BYTES,
+                DOWNLOAD_TIMEOUT,
+                "update",
             )
             .await?;
-        tokio::time::timeout(DOWNLOAD_TIMEOUT, torrent.wait_until_completed())
-            .await
-            .map_err(|_| {
-                EngineError::Timeout(format!(
-                    "the update torrent did not download within {} s",
-                    DOWNLOAD_TIMEOUT.as_secs()
-                ))
-            })??;
-        let info = torrent.info();
-        let repo_dir = if info.single_file {
-            folder_root.clone()
-        } else {
-            folder_root.join(&info.name)
-        };
         let release = self.client.check(&repo_dir).await;
         let verified = match &release {
             Ok(_) | Err(UpdateError::NoUpdate(_)) => {
