@@ -78,6 +78,9 @@ pub struct ClientState {
     /// Highest pointer seq accepted per pointer key (hex).
     #[serde(default)]
     pub pointer_seq: BTreeMap<String, i64>,
+    /// Highest root pointer seq (root version) followed per root key (hex).
+    #[serde(default)]
+    pub root_pointer_seq: BTreeMap<String, i64>,
     /// The signed pointer last accepted (kino-dht bytes, hex), republished unchanged.
     #[serde(default)]
     pub pointer: Option<String>,

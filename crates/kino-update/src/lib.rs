@@ -46,3 +46,8 @@ pub fn current_platform() -> String {
 
 /// Salt of the update pointer on the DHT (BEP 44), under the timestamp key.
 pub const POINTER_SALT: &[u8] = b"kino-update";
+
+/// Salt of the root pointer on the DHT (BEP 44), under each root key: `seq` = the root version,
+/// naming an update torrent whose `metadata/` holds the root chain. A client on an older root
+/// follows it to walk the chain (see `docs/updates.md`).
+pub const ROOT_POINTER_SALT: &[u8] = b"kino-update-root";

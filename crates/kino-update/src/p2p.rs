@@ -2,13 +2,20 @@
 //!
 //! Publisher: copy the repository folder to a frozen staging folder `kino-update/`, make a
 //! torrent of it, seed it, and put the pointer `{ih}` under the timestamp role's ed25519 key
-//! (salt [`crate::POINTER_SALT`]) with `seq` = the timestamp version.
+//! (salt [`crate::POINTER_SALT`]) with `seq` = the timestamp version. With root keys at hand
+//! ([`UpdateSync::publish_with_keys`]) it also puts the root pointer `{ih}` under each of them
+//! (salt [`crate::ROOT_POINTER_SALT`]) with `seq` = the root version: the torrent's `metadata/`
+//! holds the root chain.
 //!
-//! Client ([`UpdateSync::fetch`]): read the timestamp keys from the trusted root (at most
-//! [`MAX_POINTER_KEYS`]), resolve the pointer under each, refuse a seq below the highest seen
-//! for that key (replay), download the torrent (size-capped before any piece), verify it with
-//! tough, and require the verified timestamp version to equal the pointer seq. A verified
-//! repository keeps seeding and its signed pointer is republished unchanged.
+//! Client ([`UpdateSync::fetch`]): first the root pointers under the trusted root's root keys
+//! (at most [`MAX_POINTER_KEYS`]): one naming a root version above the trusted one is
+//! downloaded (size-capped) and tough walks the root chain in it (each root verified by the
+//! previous root's threshold and its own); the seq is only a hint. Then the timestamp keys of
+//! the (possibly new) trusted root (at most [`MAX_POINTER_KEYS`]): resolve the pointer under
+//! each, refuse a seq below the highest seen for that key (replay), download the torrent
+//! (size-capped before any piece), verify it with tough, and require the verified timestamp
+//! version to equal the pointer seq. A verified repository keeps seeding and its signed pointer
+//! is republished unchanged.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,11 +27,11 @@ use tracing::{info, warn};
 use crate::client::{UpdateClient, VerifiedRelease};
 use crate::error::{UpdateError, io};
 use crate::keys::KeyFile;
-use crate::release::{metadata_dir, timestamp_pointer_keys};
+use crate::release::{metadata_dir, root_keys_among, root_pointer_keys, timestamp_pointer_keys};
 
 /// Largest update torrent downloaded (binaries for a few platforms plus metadata).
 pub const MAX_UPDATE_TORRENT_BYTES: u64 = 1024 * 1024 * 1024;
-/// Most timestamp keys looked up on the DHT.
+/// Most timestamp keys (and most root keys) looked up on the DHT.
 pub const MAX_POINTER_KEYS: usize = 4;
 /// How long a fetch waits for the update torrent.
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -40,6 +47,10 @@ pub struct Published {
     pub infohash: String,
     /// DHT nodes that stored the pointer.
     pub stored_at: u32,
+    /// Root keys the root pointer (seq = [`Published::root_version`]) was put under.
+    pub root_pointers: usize,
+    /// The repository's newest root version.
+    pub root_version: u64,
 }
 
 /// What a fetch found.
@@ -97,12 +108,28 @@ impl UpdateSync {
         }
     }
 
-    /// Seeds `repo` as the update torrent and puts the pointer under `timestamp_key`.
+    /// Seeds `repo` as the update torrent and puts the pointer under `timestamp_key` (no root
+    /// pointer: see [`UpdateSync::publish_with_keys`]).
     pub async fn publish(
         &self,
         repo: &Path,
         timestamp_key: &KeyFile,
     ) -> Result<Published, UpdateError> {
+        self.publish_with_keys(repo, timestamp_key, &[]).await
+    }
+
+    /// Seeds `repo` as the update torrent, puts the pointer under `timestamp_key`, and puts the
+    /// root pointer under each key among `keys` that the repository's newest root names for the
+    /// root role (so that clients on an older root can reach the new root chain).
+    pub async fn publish_with_keys(
+        &self,
+        repo: &Path,
+        timestamp_key: &KeyFile,
+        keys: &[KeyFile],
+    ) -> Result<Published, UpdateError> {
+        let (root_version, root_keys) = root_keys_among(repo, keys)?;
+        let root_seq = i64::try_from(root_version)
+            .map_err(|_| UpdateError::Usage(format!("root version {root_version} is too large")))?;
         let seq = read_timestamp_version(&metadata_dir(repo))?;
         let stage_root = self
             .data_dir
@@ -150,17 +177,153 @@ impl UpdateSync {
                 None,
             )
             .await?;
+        for k in &root_keys {
+            let r = self
+                .dht
+                .publish(
+                    &k.dht_signing_key()?,
+                    Some(crate::ROOT_POINTER_SALT),
+                    ih.0,
+                    root_seq,
+                    None,
+                )
+                .await?;
+            info!(
+                root_version,
+                stored_at = r.stored_at,
+                "root pointer published"
+            );
+        }
         self.announce(ih.0).await;
         info!(seq, stored_at = published.stored_at, "update published");
         Ok(Published {
             seq,
             infohash: infohash_hex(&ih),
             stored_at: published.stored_at,
+            root_pointers: root_keys.len(),
+            root_version,
         })
     }
 
-    /// Finds, downloads and verifies the current update repository.
+    /// Follows the root pointers under the trusted root's root keys: when one names a root
+    /// version above the trusted one, downloads its torrent and lets tough walk the root chain
+    /// in it (tough keeps the newest verified root in the datastore). A missing, replayed or bad
+    /// root pointer (or torrent) does not fail the fetch: the trusted root stays as it was (only
+    /// reading or writing the client's own state can fail). Returns the
+    /// infohash of a torrent it added and kept (the caller drops it unless it is accepted).
+    async fn follow_root_pointers(&self) -> Result<Option<String>, UpdateError> {
+        let root = self.client.trusted_root_parsed()?;
+        let current = root.signed.version.get();
+        let mut state = self.client.state()?;
+        let mut best: Option<SignedPointer> = None;
+        for k in root_pointer_keys(&root.signed, MAX_POINTER_KEYS) {
+            let item = match self.dht.resolve(&k, Some(crate::ROOT_POINTER_SALT)).await {
+                Ok(Some(found)) => found.pointer,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, "resolving a root pointer");
+                    continue;
+                }
+            };
+            if let Some(&h) = state.root_pointer_seq.get(&hex::encode(k))
+                && item.seq() < h
+            {
+                warn!(
+                    seq = item.seq(),
+                    held = h,
+                    "root pointer below the seq already followed (replay); ignored"
+                );
+                continue;
+            }
+            let newer = u64::try_from(item.seq()).is_ok_and(|s| s > current);
+            if newer && best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
+                best = Some(item);
+            }
+        }
+        let Some(item) = best else {
+            return Ok(None);
+        };
+        let ih = item.infohash();
+        let ih_hex = hex::encode(ih);
+        let folder_root = self.data_dir.join("updates").join("torrents").join(&ih_hex);
+        let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
+        let (_, repo_dir) = match self
+            .engine
+            .download_small(
+                Id20::new(ih),
+                peers,
+                &folder_root,
+                MAX_UPDATE_TORRENT_BYTES,
+                DOWNLOAD_TIMEOUT,
+                "update (root pointer)",
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "downloading the torrent a root pointer names");
+                self.drop_torrent(&state, &ih_hex).await;
+                return Ok(None);
+            }
+        };
+        // tough verifies each N+1.root.json by N's threshold and its own (at most
+        // `max_root_updates` steps) and persists the newest; the rest of the folder's metadata
+        // may fail (expired timestamp...) without undoing a verified root.
+        if let Err(e) = self.client.check(&repo_dir).await
+            && !matches!(e, UpdateError::NoUpdate(_))
+        {
+            warn!(error = %e, "verifying the torrent a root pointer names");
+        }
+        let after = self.client.trusted_root_parsed()?.signed.version.get();
+        if after <= current {
+            warn!(
+                seq = item.seq(),
+                current, "a root pointer named no verifiable newer root"
+            );
+            self.drop_torrent(&state, &ih_hex).await;
+            return Ok(None);
+        }
+        info!(
+            from = current,
+            to = after,
+            "trusted root advanced via the root pointer"
+        );
+        if u64::try_from(item.seq()).is_ok_and(|s| s <= after) {
+            state
+                .root_pointer_seq
+                .insert(hex::encode(item.public_key()), item.seq());
+            self.client.save_state(&state)?;
+        }
+        Ok(Some(ih_hex))
+    }
+
+    /// Forgets the update torrent `ih_hex` and removes its folder, unless it is the accepted one.
+    async fn drop_torrent(&self, state: &crate::client::ClientState, ih_hex: &str) {
+        if state.infohash.as_deref() == Some(ih_hex) {
+            return;
+        }
+        if let Some(ih) = kino_engine::parse_infohash(ih_hex) {
+            let _ = self.engine.forget(&ih).await;
+        }
+        let _ =
+            std::fs::remove_dir_all(self.data_dir.join("updates").join("torrents").join(ih_hex));
+    }
+
+    /// Finds, downloads and verifies the current update repository: the root pointers first
+    /// (a newer root chain moves the lookup to the new timestamp keys), then the timestamp
+    /// pointers.
     pub async fn fetch(&self) -> Result<Fetched, UpdateError> {
+        let root_torrent = self.follow_root_pointers().await?;
+        let fetched = self.fetch_timestamp_pointer().await;
+        if let Some(ih_hex) = root_torrent
+            && let Ok(state) = self.client.state()
+        {
+            self.drop_torrent(&state, &ih_hex).await;
+        }
+        fetched
+    }
+
+    async fn fetch_timestamp_pointer(&self) -> Result<Fetched, UpdateError> {
         let root = self.client.trusted_root_parsed()?;
         let keys = timestamp_pointer_keys(&root.signed, MAX_POINTER_KEYS);
         if keys.is_empty() {

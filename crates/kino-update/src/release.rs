@@ -475,30 +475,46 @@ pub async fn sign_timestamp(
     Ok(v)
 }
 
-/// The timestamp role's ed25519 public keys in a root document (the keys the update pointer
-/// may be published under), at most `max`.
-pub fn timestamp_pointer_keys(root: &Root, max: usize) -> Vec<[u8; 32]> {
+/// The ed25519 public keys of `role` in a root document (the keys a DHT pointer may be published
+/// under), at most `max`.
+pub fn role_pointer_keys(root: &Root, role: RoleType, max: usize) -> Vec<[u8; 32]> {
     let mut out = Vec::new();
-    for key in root.keys(RoleType::Timestamp) {
+    for key in root.keys(role) {
+        if out.len() >= max {
+            break;
+        }
         if let tough::schema::key::Key::Ed25519 { keyval, .. } = key
             && let Ok(k) = <[u8; 32]>::try_from(&*keyval.public)
         {
             out.push(k);
-        }
-        if out.len() >= max {
-            break;
         }
     }
     out.sort();
     out
 }
 
+/// The timestamp role's ed25519 public keys in a root document (the keys the update pointer
+/// may be published under), at most `max`.
+pub fn timestamp_pointer_keys(root: &Root, max: usize) -> Vec<[u8; 32]> {
+    role_pointer_keys(root, RoleType::Timestamp, max)
+}
+
+/// The root role's ed25519 public keys in a root document (the keys the root pointer may be
+/// published under), at most `max`.
+pub fn root_pointer_keys(root: &Root, max: usize) -> Vec<[u8; 32]> {
+    role_pointer_keys(root, RoleType::Root, max)
+}
+
+fn newest_root(repo: &Path) -> Result<Signed<Root>, UpdateError> {
+    let (_, path) = latest_root(repo)?
+        .ok_or_else(|| UpdateError::Usage("no root in this repository: run init".into()))?;
+    read_json(&path)
+}
+
 /// The key among `keys` that the newest root names for the timestamp role (it signs the DHT
 /// pointer), if any.
 pub fn timestamp_key_among(repo: &Path, keys: &[KeyFile]) -> Result<Option<KeyFile>, UpdateError> {
-    let (_, path) = latest_root(repo)?
-        .ok_or_else(|| UpdateError::Usage("no root in this repository: run init".into()))?;
-    let root: Signed<Root> = read_json(&path)?;
+    let root = newest_root(repo)?;
     let ts = timestamp_pointer_keys(&root.signed, usize::MAX);
     for k in keys {
         if ts.contains(&k.public_key()?) {
@@ -506,6 +522,20 @@ pub fn timestamp_key_among(repo: &Path, keys: &[KeyFile]) -> Result<Option<KeyFi
         }
     }
     Ok(None)
+}
+
+/// The newest root's version and the keys among `keys` that it names for the root role (each
+/// signs a root pointer).
+pub fn root_keys_among(repo: &Path, keys: &[KeyFile]) -> Result<(u64, Vec<KeyFile>), UpdateError> {
+    let root = newest_root(repo)?;
+    let named = root_pointer_keys(&root.signed, usize::MAX);
+    let mut out = Vec::new();
+    for k in keys {
+        if named.contains(&k.public_key()?) {
+            out.push(k.clone());
+        }
+    }
+    Ok((root.signed.version.get(), out))
 }
 
 /// Now plus `lifetime`.

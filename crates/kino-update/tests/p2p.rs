@@ -421,12 +421,13 @@ async fn interrupted_download_resumes() {
 /// 2^63-1: a client on root 1 verifies it (every signature is valid) and is pinned there. The
 /// release managers rotate root (root 2: new online key) and publish 0.3.0 under the new key.
 ///
-/// What the current design does (docs/updates.md, "What's missing"): a client whose newest
-/// verified root is root 1 looks the pointer up only under root 1's timestamp key, where seq
-/// 2^63-1 can never be outbid, so it never reaches a torrent holding `2.root.json` (asserted
-/// below). Once it has the new root chain (here: out of band, a check of the new repository),
-/// it looks up the new key only, tough drops the fast-forwarded timestamp (keys rotated, and
-/// the old timestamp no longer verifies), and it gets 0.3.0 over the DHT.
+/// Under root 1's timestamp key seq 2^63-1 can never be outbid, so a publication under the new
+/// key alone leaves a root-1 client pinned (asserted below). The release managers then publish
+/// with the root key too: the root pointer (salt `kino-update-root`, seq 2, under root 1's
+/// root key) names the torrent holding `2.root.json`. The client, with no out-of-band root,
+/// follows it, tough walks the chain (root 2 signed by root 1's threshold and its own) and
+/// drops the fast-forwarded timestamp (keys rotated), the client looks up the new timestamp
+/// key, and it installs 0.3.0 over the DHT and the swarm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compromised_pointer_max_seq_replaced_by_rotation() {
     let fx = Repo::new().await;
@@ -499,10 +500,11 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
         .await;
     let p2 = publisher.sync.publish(&fx.repo, &online2).await.unwrap();
     assert_eq!(p2.seq as u64, seq2);
+    assert_eq!((p2.root_pointers, p2.root_version), (0, 2));
     // The old address cannot be reclaimed: no seq is above 2^63-1 (an equal seq with another
     // value is a tie that resolvers break by the value's bytes, which the attacker can grind).
-    // What fails today: the root-1 client still looks up only the old key and stays pinned on
-    // the attacker's publication; it never sees root 2 or 0.3.0.
+    // Without a root pointer the root-1 client still looks up only the old timestamp key and
+    // stays pinned on the attacker's publication; it never sees root 2 or 0.3.0.
     let f = tokio::time::timeout(LIMIT, client.sync.fetch())
         .await
         .unwrap()
@@ -520,9 +522,30 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
         1
     );
 
-    // With the new root chain (out of band), the client looks up the new key and installs
-    // 0.3.0 over the DHT and the swarm.
-    let rel = client.client().check(&fx.repo).await.unwrap();
+    assert!(client.client().state().unwrap().root_pointer_seq.is_empty());
+
+    // The same publication, now also under the root key (root pointer, seq = root version 2).
+    let keys = [fx.root_key.clone(), online2.clone()];
+    let p2r = publisher
+        .sync
+        .publish_with_keys(&fx.repo, &online2, &keys)
+        .await
+        .unwrap();
+    assert_eq!(
+        (p2r.seq, p2r.root_pointers, p2r.root_version),
+        (p2.seq, 1, 2)
+    );
+    assert_eq!(p2r.infohash, p2.infohash);
+
+    // The root-1 client, given nothing out of band, follows the root pointer to root 2, then
+    // looks up the new timestamp key and installs 0.3.0 over the DHT and the swarm.
+    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.seq as u64, seq2);
+    let rel = f.release.unwrap();
+    assert_eq!(rel.version, v("0.3.0"));
     assert_eq!(rel.root_version, 2);
     assert_eq!(
         client
@@ -534,16 +557,14 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
             .get(),
         2
     );
-    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(f.seq as u64, seq2);
-    let rel = f.release.unwrap();
-    assert_eq!(rel.version, v("0.3.0"));
-    assert_eq!(rel.root_version, 2);
     let st = client.client().state().unwrap();
     assert_eq!(st.infohash.as_deref(), Some(p2.infohash.as_str()));
+    assert_eq!(
+        st.root_pointer_seq
+            .get(&hex::encode(fx.root_key.public_key().unwrap())),
+        Some(&2)
+    );
+    assert_eq!(client.torrent_folders(), vec![p2.infohash.clone()]);
     assert_eq!(
         st.pointer_seq
             .get(&hex::encode(online2.public_key().unwrap())),
