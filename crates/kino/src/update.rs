@@ -340,11 +340,22 @@ pub async fn release_cmd(s: Settings, cmd: ReleaseCommand) -> anyhow::Result<()>
             let engine = s.start_engine().await?;
             let sync = UpdateSync::new(engine.clone(), dht, client(&s)?, &s.engine.data_dir);
             let r = async {
-                let p = sync.publish(&a.repo, &ts_key).await.map_err(update_error)?;
+                // Root keys among --key also put the root pointer, so clients still on an
+                // older root can reach the new root chain through the DHT.
+                let p = sync
+                    .publish_with_keys(&a.repo, &ts_key, &keys)
+                    .await
+                    .map_err(update_error)?;
                 println!(
                     "published update torrent {} under pointer seq {}",
                     p.infohash, p.seq
                 );
+                if p.root_pointers > 0 {
+                    println!(
+                        "root pointer for root version {} put under {} root key(s)",
+                        p.root_version, p.root_pointers
+                    );
+                }
                 let _ = std::io::stdout().flush();
                 eprintln!(
                     "stored on {} DHT nodes; seeding (Ctrl-C to stop)",
