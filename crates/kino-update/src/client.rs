@@ -81,6 +81,10 @@ pub struct ClientState {
     /// Highest root pointer seq (root version) followed per root key (hex).
     #[serde(default)]
     pub root_pointer_seq: BTreeMap<String, i64>,
+    /// The root pointer held for the trusted root (kino-dht bytes, hex), republished unchanged
+    /// so it outlives its publisher like the timestamp pointer.
+    #[serde(default)]
+    pub root_pointer: Option<String>,
     /// The signed pointer last accepted (kino-dht bytes, hex), republished unchanged.
     #[serde(default)]
     pub pointer: Option<String>,

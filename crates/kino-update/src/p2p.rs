@@ -216,6 +216,7 @@ impl UpdateSync {
         let current = root.signed.version.get();
         let mut state = self.client.state()?;
         let mut best: Option<SignedPointer> = None;
+        let mut for_current: Option<SignedPointer> = None;
         for k in root_pointer_keys(&root.signed, MAX_POINTER_KEYS) {
             let item = match self.dht.resolve(&k, Some(crate::ROOT_POINTER_SALT)).await {
                 Ok(Some(found)) => found.pointer,
@@ -235,12 +236,24 @@ impl UpdateSync {
                 );
                 continue;
             }
-            let newer = u64::try_from(item.seq()).is_ok_and(|s| s > current);
+            let seq = u64::try_from(item.seq()).ok();
+            if seq == Some(current) && for_current.is_none() {
+                // Names the root this client already trusts: held to be republished.
+                for_current = Some(item.clone());
+            }
+            let newer = seq.is_some_and(|s| s > current);
             if newer && best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
                 best = Some(item);
             }
         }
         let Some(item) = best else {
+            if let Some(held) = for_current {
+                let bytes = hex::encode(held.to_bytes());
+                if state.root_pointer.as_deref() != Some(bytes.as_str()) {
+                    state.root_pointer = Some(bytes);
+                    self.client.save_state(&state)?;
+                }
+            }
             return Ok(None);
         };
         let ih = item.infohash();
@@ -292,6 +305,9 @@ impl UpdateSync {
             state
                 .root_pointer_seq
                 .insert(hex::encode(item.public_key()), item.seq());
+            if u64::try_from(item.seq()).is_ok_and(|s| s == after) {
+                state.root_pointer = Some(hex::encode(item.to_bytes()));
+            }
             self.client.save_state(&state)?;
         }
         Ok(Some(ih_hex))
@@ -450,6 +466,22 @@ impl UpdateSync {
                 }
             }
             self.announce(ih.0).await;
+        }
+        // The root pointer too (best effort), so clients on an older root can still reach the
+        // current root chain while its publisher is offline.
+        if let Some(bytes) = state
+            .root_pointer
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+        {
+            match SignedPointer::from_bytes(&bytes) {
+                Ok(item) => {
+                    if let Err(e) = self.dht.publish_signed(&item).await {
+                        warn!(error = %e, "republishing the root pointer");
+                    }
+                }
+                Err(e) => warn!(error = %e, "held root pointer is invalid"),
+            }
         }
         let Some(bytes) = state.pointer.as_deref().and_then(|h| hex::decode(h).ok()) else {
             return Ok(false);

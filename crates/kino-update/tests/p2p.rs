@@ -564,6 +564,19 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
             .get(&hex::encode(fx.root_key.public_key().unwrap())),
         Some(&2)
     );
+    // The followed root pointer is held and republished unchanged, like the timestamp pointer.
+    let held = kino_dht::SignedPointer::from_bytes(
+        &hex::decode(st.root_pointer.as_deref().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(held.seq(), 2);
+    assert_eq!(hex::encode(held.infohash()), p2.infohash);
+    assert!(
+        tokio::time::timeout(LIMIT, client.sync.republish())
+            .await
+            .unwrap()
+            .unwrap()
+    );
     assert_eq!(client.torrent_folders(), vec![p2.infohash.clone()]);
     assert_eq!(
         st.pointer_seq
