@@ -192,17 +192,7 @@ impl CatalogSync {
         }
         let created = kino_engine::create::create_torrent(&stage, None, |_, _| {})?;
         let ih = created.info.infohash;
-        let torrent = self
-            .engine
-            .add(
-                &TorrentSource::Metainfo(created.info.clone()),
-                AddOptions {
-                    peers: Vec::new(),
-                    placement: Placement::SeedFrom(created.content_root.clone()),
-                },
-            )
-            .await?;
-        torrent.wait_until_completed().await?;
+        self.engine.seed_created(&created).await?;
         let seq_i64 =
             i64::try_from(seq).map_err(|_| SyncError::Mismatch("seq too large".into()))?;
         let published = self

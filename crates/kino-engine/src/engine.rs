@@ -414,6 +414,25 @@ impl Engine {
         Ok(Torrent { entry })
     }
 
+    /// Seeds a torrent made by [`crate::create::create_torrent`] from its files in place, and
+    /// waits until librqbit has verified them (a publisher announces only what it can serve).
+    pub async fn seed_created(
+        &self,
+        created: &crate::create::CreatedTorrent,
+    ) -> Result<Torrent, EngineError> {
+        let torrent = self
+            .add(
+                &TorrentSource::Metainfo(created.info.clone()),
+                AddOptions {
+                    peers: Vec::new(),
+                    placement: Placement::SeedFrom(created.content_root.clone()),
+                },
+            )
+            .await?;
+        torrent.wait_until_completed().await?;
+        Ok(torrent)
+    }
+
     /// Downloads a small torrent named only by its infohash (a catalog or an update repository
     /// found through a signed pointer) into `folder`, refusing it when its metainfo says more
     /// than `max_total_bytes`, and waiting at most `timeout`. Returns the torrent and the folder

@@ -156,17 +156,7 @@ impl UpdateSync {
         }
         let created = kino_engine::create::create_torrent(&stage, None, |_, _| {})?;
         let ih = created.info.infohash;
-        let torrent = self
-            .engine
-            .add(
-                &TorrentSource::Metainfo(created.info.clone()),
-                AddOptions {
-                    peers: Vec::new(),
-                    placement: Placement::SeedFrom(created.content_root.clone()),
-                },
-            )
-            .await?;
-        torrent.wait_until_completed().await?;
+        self.engine.seed_created(&created).await?;
         let published = self
             .dht
             .publish(

@@ -16,7 +16,7 @@ use anyhow::Context;
 use kino_catalog::library;
 use kino_catalog::sync::CatalogSync;
 use kino_dht::{LocalTestnet, PointerDht};
-use kino_engine::{AddOptions, Placement, TorrentInfo, TorrentSource, infohash_hex};
+use kino_engine::{TorrentInfo, infohash_hex};
 
 use crate::cli::{self, Settings};
 
@@ -241,16 +241,7 @@ pub async fn run(s: Settings, a: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let result = async {
-        let seeded = seeder
-            .add(
-                &TorrentSource::Metainfo(info.clone()),
-                AddOptions {
-                    peers: Vec::new(),
-                    placement: Placement::SeedFrom(created.content_root.clone()),
-                },
-            )
-            .await?;
-        seeded.wait_until_completed().await?;
+        seeder.seed_created(&created).await?;
         let seeder_addr = seeder
             .listen_addr()
             .context("the demo seeder is not listening")?;
