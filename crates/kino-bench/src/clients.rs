@@ -70,6 +70,8 @@ pub struct Tools {
     pub bench: PathBuf,
     /// The `kino` binary.
     pub kino: PathBuf,
+    /// A config file Kino runs with (its defaults when `None`): to measure a setting.
+    pub kino_config: Option<PathBuf>,
     /// The repository (for `bench/*.py|js` and `target/bench-peers`).
     pub repo: PathBuf,
 }
@@ -361,6 +363,11 @@ pub async fn view_keep(
             ]);
             for p in &spec.extra_peers {
                 args.extend(["--peer".into(), p.clone()]);
+            }
+            if let Some(cfg) = &tools.kino_config {
+                std::fs::create_dir_all(dir.join("kino"))?;
+                std::fs::copy(cfg, dir.join("kino/config.toml"))
+                    .with_context(|| format!("cannot copy {}", cfg.display()))?;
             }
             let envs = [
                 ("XDG_CONFIG_HOME", dir.display().to_string()),

@@ -26,6 +26,9 @@ struct Common {
     /// Where results go (default: bench/results, smoke: bench/results/tmp/smoke).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A config.toml Kino runs with (default: none, Kino's defaults), to measure a setting.
+    #[arg(long)]
+    kino_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +147,13 @@ fn tools(c: &Common) -> anyhow::Result<Tools> {
     Ok(Tools {
         bench: std::env::current_exe()?,
         kino: kino.canonicalize().unwrap_or(kino),
+        kino_config: match &c.kino_config {
+            Some(p) => Some(
+                p.canonicalize()
+                    .with_context(|| format!("--kino-config {}", p.display()))?,
+            ),
+            None => None,
+        },
         repo,
     })
 }

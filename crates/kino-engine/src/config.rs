@@ -56,7 +56,19 @@ pub struct EngineConfig {
     pub stream_slot_wait: Duration,
     /// Seconds of media to keep buffered ahead of a reader, when the bitrate is known.
     pub readahead_secs: u32,
+    /// Most 16 KiB block requests outstanding at one peer (never more than the peer's own
+    /// `reqq`). A piece that becomes urgent — the read position after a seek — is served by
+    /// that peer only after the requests already queued there, so this bounds how long a seek
+    /// waits behind stale requests: a window of `w` costs `w × 16 KiB / rate` (0.5 s for 32 at
+    /// 1 MB/s), while it also caps one peer's rate at `w × 16 KiB / RTT` (5 MB/s for 32 at
+    /// 100 ms). See [`DEFAULT_PEER_REQUEST_WINDOW`] for how the default was chosen.
+    pub peer_request_window: usize,
 }
+
+/// The default of [`EngineConfig::peer_request_window`], measured with `kino-bench`
+/// (BENCHMARKS.md, "Request window"): librqbit's own default of 128 (2 MiB) made every seek wait
+/// ~2 s behind stale requests on an 8 Mbit/s seeder.
+pub const DEFAULT_PEER_REQUEST_WINDOW: usize = 32;
 
 /// Blocking-I/O permits kept free of streams, for disk writes and uploads.
 pub const RESERVED_IO_PERMITS: usize = 8;
@@ -75,6 +87,7 @@ impl EngineConfig {
             metadata_timeout: Duration::from_secs(60),
             stream_slot_wait: Duration::from_secs(20),
             readahead_secs: 60,
+            peer_request_window: DEFAULT_PEER_REQUEST_WINDOW,
         }
     }
 }

@@ -24,8 +24,9 @@ use kino_store::{Store, TorrentKind, TorrentRecord, now_unix};
 use librqbit::api::{Api, TorrentIdOrHash};
 use librqbit::dht::Id20;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
-    ListenerOptions, ManagedTorrent, Session, SessionOptions, limits::LimitsConfig,
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, ConnectionOptions, DhtSessionConfig,
+    ListenerMode, ListenerOptions, ManagedTorrent, PeerConnectionOptions, Session, SessionOptions,
+    limits::LimitsConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
@@ -242,6 +243,13 @@ impl Engine {
             disable_upload: !config.share.enabled,
             ipv4_only: config.listen.is_some_and(|a| a.is_ipv4()),
             client_name_and_version: Some(concat!("Kino ", env!("CARGO_PKG_VERSION")).into()),
+            connect: Some(ConnectionOptions {
+                peer_opts: Some(PeerConnectionOptions {
+                    max_request_window: Some(config.peer_request_window.max(1)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         opts.root_span = Some(info_span!("engine"));

@@ -36,7 +36,7 @@ pub mod names;
 pub mod source;
 mod stream;
 
-pub use config::{EngineConfig, SharePolicy};
+pub use config::{DEFAULT_PEER_REQUEST_WINDOW, EngineConfig, SharePolicy};
 pub use engine::{
     AddOptions, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus, Torrent,
     TransferStatus,

@@ -58,6 +58,12 @@ impl Settings {
             }
         }
         engine.local_discovery = net.local_discovery && !g.no_lsd;
+        if !(1..=1024).contains(&net.request_window) {
+            bail!(EngineError::invalid(
+                "network.request_window must be between 1 and 1024"
+            ));
+        }
+        engine.peer_request_window = net.request_window;
         let s = &cfg.share;
         let upload = g.upload_limit.unwrap_or(s.upload_limit_kib);
         let ratio = g.ratio_limit.unwrap_or(s.ratio_limit);

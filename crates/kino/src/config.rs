@@ -36,6 +36,8 @@ pub struct NetworkConfig {
     pub dht_bootstrap: Vec<String>,
     /// BEP 14 local service discovery.
     pub local_discovery: bool,
+    /// Most 16 KiB block requests outstanding at one peer.
+    pub request_window: usize,
 }
 
 /// What Kino shares.
@@ -68,6 +70,7 @@ impl Default for NetworkConfig {
             dht: true,
             dht_bootstrap: Vec::new(),
             local_discovery: true,
+            request_window: kino_engine::DEFAULT_PEER_REQUEST_WINDOW,
         }
     }
 }
