@@ -8,7 +8,7 @@ Needs Debian's python3-libtorrent (imports under /usr/bin/python3 only).
         prints `LISTENING IP:P`, runs until SIGTERM/SIGINT.
   create --path FILE --out F.torrent --piece-length N
         Makes a v1 torrent without trackers.
-  view  --torrent F --out DIR --bind IP --peer IP:PORT --bitrate BYTES_PER_S
+  view  --torrent F --out DIR --bind IP --peer IP:PORT[,IP:PORT...] --bitrate BYTES_PER_S
         [--startup-bytes N] [--seeks 0.3,0.6,0.9] [--seek-bytes N] [--deadline S]
         Plays the file as a player would: sequential download, piece deadlines set from the
         play position at the bitrate, the position advancing through completed pieces (which
@@ -93,8 +93,9 @@ def view(a):
     atp.save_path = a.out
     atp.flags |= lt.torrent_flags.sequential_download
     h = s.add_torrent(atp)
-    ip, port = a.peer.rsplit(":", 1)
-    h.connect_peer((ip, int(port)))
+    for peer in filter(None, a.peer.split(",")):
+        ip, port = peer.rsplit(":", 1)
+        h.connect_peer((ip, int(port)))
     path = os.path.join(a.out, ti.files().file_path(0))
     deadline = time.time() + a.deadline
     window = max(4, int(a.window_bytes // plen))
@@ -197,7 +198,7 @@ def main():
     v.add_argument("--torrent", required=True)
     v.add_argument("--out", required=True)
     v.add_argument("--bind", required=True)
-    v.add_argument("--peer", required=True)
+    v.add_argument("--peer", required=True, help="IP:PORT[,IP:PORT...]")
     v.add_argument("--bitrate", type=float, required=True, help="bytes per second")
     v.add_argument("--startup-bytes", type=int, default=0)
     v.add_argument("--seeks", default="")

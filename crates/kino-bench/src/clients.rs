@@ -162,8 +162,9 @@ impl Tools {
 pub struct ViewSpec {
     /// The .torrent.
     pub torrent: PathBuf,
-    /// Seeder address (the relay's, when latency is added).
-    pub peer: String,
+    /// Peers to dial, `IP:PORT`: the seeder(s) first (the relay's address where latency is
+    /// added), then other viewers in the swarm. Every client is given all of them.
+    pub peers: Vec<String>,
     /// File size.
     pub size: u64,
     /// Film seed.
@@ -180,8 +181,13 @@ pub struct ViewSpec {
     pub share: bool,
     /// Give up after.
     pub deadline: Duration,
-    /// Extra peers (other viewers), for the swarm.
-    pub extra_peers: Vec<String>,
+}
+
+impl ViewSpec {
+    /// The peers as one comma-separated list (WebTorrent's script, rqbit's `initial_peers`).
+    fn peer_list(&self) -> String {
+        self.peers.join(",")
+    }
 }
 
 /// The outcome of one viewer run.
@@ -353,15 +359,8 @@ pub async fn view_keep(
             if !spec.share {
                 args.push("--no-share".into());
             }
-            args.extend([
-                "play".into(),
-                torrent,
-                "--player".into(),
-                "none".into(),
-                "--peer".into(),
-                spec.peer.clone(),
-            ]);
-            for p in &spec.extra_peers {
+            args.extend(["play".into(), torrent, "--player".into(), "none".into()]);
+            for p in &spec.peers {
                 args.extend(["--peer".into(), p.clone()]);
             }
             if let Some(cfg) = &tools.kino_config {
@@ -386,18 +385,19 @@ pub async fn view_keep(
         }
         Kind::Peerflix => {
             let bin = tools.peers().join("node/node_modules/.bin/peerflix");
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 torrent,
                 "-p".into(),
                 "8888".into(),
-                "-e".into(),
-                spec.peer.clone(),
                 "-f".into(),
                 data.display().to_string(),
                 "-x".into(),
                 "6881".into(),
                 "-q".into(),
             ];
+            for p in &spec.peers {
+                args.extend(["-e".into(), p.clone()]);
+            }
             let c = Proc::spawn_in(ns, &bin, &args, &log, &[])?;
             reader.extend(["--url".into(), "http://127.0.0.1:8888/".into()]);
             let r = Proc::spawn_in(ns, &tools.bench, &reader, &dir.join("reader.log"), &[])?;
@@ -409,7 +409,7 @@ pub async fn view_keep(
                 script.display().to_string(),
                 torrent,
                 data.display().to_string(),
-                spec.peer.clone(),
+                spec.peer_list(),
                 "8888".into(),
             ];
             let node_path = tools.peers().join("node/node_modules");
@@ -467,7 +467,7 @@ pub async fn view_keep(
                 "--torrent".into(),
                 torrent,
                 "--peer".into(),
-                spec.peer.clone(),
+                spec.peer_list(),
                 "--out".into(),
                 data.display().to_string(),
             ]);
@@ -486,7 +486,7 @@ pub async fn view_keep(
                 "--bind".into(),
                 ip.clone(),
                 "--peer".into(),
-                spec.peer.clone(),
+                spec.peer_list(),
                 "--bitrate".into(),
                 spec.bitrate.to_string(),
                 "--startup-bytes".into(),

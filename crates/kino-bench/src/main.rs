@@ -33,7 +33,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Tiny sizes, Kino and libtorrent, scenarios 1-3 once; exits non-zero on any failure.
+    /// Tiny sizes, Kino and libtorrent, scenarios 1-3 and 6 once; exits non-zero on any failure.
     Smoke {
         #[command(flatten)]
         common: Common,
@@ -85,6 +85,21 @@ enum Cmd {
         /// Scenario 5 file size, MiB (0: skip).
         #[arg(long, default_value_t = 1024)]
         throughput_mib: u64,
+        /// Scenario 6 seeders (0: skip).
+        #[arg(long, default_value_t = 4)]
+        mesh_seeders: usize,
+        /// Scenario 6 uplink of each seeder, Mbit/s.
+        #[arg(long, default_value_t = 5.0)]
+        mesh_uplink_mbit: f64,
+        /// Scenario 6 added RTT to each seeder, ms.
+        #[arg(long, default_value_t = 100)]
+        mesh_rtt_ms: u64,
+        /// Scenario 6 bitrate, Mbit/s.
+        #[arg(long, default_value_t = 4.0)]
+        mesh_bitrate_mbit: f64,
+        /// Scenario 6 film length, s.
+        #[arg(long, default_value_t = 40.0)]
+        mesh_film_secs: f64,
         /// Per-run deadline, s.
         #[arg(long, default_value_t = 120)]
         deadline: u64,
@@ -198,9 +213,11 @@ async fn bench(cfg: Config, tools: Tools, smoke: bool) -> anyhow::Result<bool> {
     let _work = WorkDir(cfg.work.clone());
     let res = scenario::run(&cfg, &tools).await?;
     write_results(&res, &cfg.out).await?;
+    let mesh = res.mesh.iter().flat_map(|m| m.clients.values());
     let failed = res
         .clients
         .values()
+        .chain(mesh)
         .any(|f| !f.errors.is_empty() || (f.skipped.is_none() && f.startup.is_empty()));
     if smoke {
         let missing = res.clients.values().any(|f| f.skipped.is_some());
@@ -314,6 +331,13 @@ async fn main() -> ExitCode {
                     swarm_stagger: 1.0,
                     swarm_clients: vec![],
                     throughput_bytes: 0,
+                    mesh: scenario::MeshConfig {
+                        seeders: 2,
+                        uplink_bps: mbit(5.0),
+                        rtt_ms: 20,
+                        bitrate_bps: mbit(2.0),
+                        film_secs: 16.0,
+                    },
                     work: work.clone(),
                     out,
                 };
@@ -334,6 +358,11 @@ async fn main() -> ExitCode {
                 swarm_origin_mbit,
                 swarm_viewer_mbit,
                 throughput_mib,
+                mesh_seeders,
+                mesh_uplink_mbit,
+                mesh_rtt_ms,
+                mesh_bitrate_mbit,
+                mesh_film_secs,
                 deadline,
             } => {
                 let tools = tools(&common)?;
@@ -360,6 +389,13 @@ async fn main() -> ExitCode {
                     swarm_stagger: 1.0,
                     swarm_clients: kinds(&swarm_clients)?,
                     throughput_bytes: throughput_mib << 20,
+                    mesh: scenario::MeshConfig {
+                        seeders: mesh_seeders,
+                        uplink_bps: mbit(mesh_uplink_mbit),
+                        rtt_ms: mesh_rtt_ms,
+                        bitrate_bps: mbit(mesh_bitrate_mbit),
+                        film_secs: mesh_film_secs,
+                    },
                     work: work.clone(),
                     out,
                 };

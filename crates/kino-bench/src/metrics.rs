@@ -174,9 +174,16 @@ pub const STARTUP_RTTS: f64 = 3.0;
 /// goodput, less what the token bucket lets through at once (it starts full), plus the round
 /// trips.
 pub fn startup_limit(bytes: u64, piece: u64, link_bps: f64, rtt_s: f64) -> f64 {
+    startup_limit_links(bytes, piece, link_bps, 1, rtt_s)
+}
+
+/// [`startup_limit`] over `links` seeders of `link_bps` each, used at once (each link's tbf
+/// burst counts).
+pub fn startup_limit_links(bytes: u64, piece: u64, link_bps: f64, links: usize, rtt_s: f64) -> f64 {
+    let links = links.max(1) as f64;
     let need = bytes.div_ceil(piece) * piece;
-    let wire = need as f64 / GOODPUT - crate::net::tbf_burst(link_bps as u64) as f64;
-    wire.max(0.0) * 8.0 / link_bps + STARTUP_RTTS * rtt_s
+    let wire = need as f64 / GOODPUT - links * crate::net::tbf_burst(link_bps as u64) as f64;
+    wire.max(0.0) * 8.0 / (link_bps * links) + STARTUP_RTTS * rtt_s
 }
 
 /// The physical limit of a seek on an idle link: the pieces covering `[offset, offset+bytes)`
@@ -185,4 +192,26 @@ pub fn seek_limit(offset: u64, bytes: u64, piece: u64, link_bps: f64, rtt_s: f64
     let first = offset / piece;
     let last = (offset + bytes).div_ceil(piece);
     ((last - first) * piece) as f64 * 8.0 / (link_bps * GOODPUT) + rtt_s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_limit_over_several_links() {
+        let piece = 256 * 1024;
+        let one = startup_limit(5_000_000, piece, 20e6, 0.1);
+        assert_eq!(one, startup_limit_links(5_000_000, piece, 20e6, 1, 0.1));
+        // Four links of a quarter of the rate: same wire time, but four token buckets start
+        // full, so a little less (each burst is at least 64 KiB).
+        let four = startup_limit_links(5_000_000, piece, 5e6, 4, 0.1);
+        let burst_gain = 3.0 * crate::net::tbf_burst(5_000_000) as f64 * 8.0 / 20e6;
+        assert!(
+            (one - four - burst_gain).abs() < 0.05,
+            "one {one} four {four}"
+        );
+        // Round trips are paid once, not per link.
+        assert!(four > STARTUP_RTTS * 0.1);
+    }
 }

@@ -60,13 +60,13 @@ pub struct ReadReport {
 pub enum Source {
     /// A plain URL (retried until it answers).
     Url(String),
-    /// rqbit's HTTP API: add the torrent with the initial peer, then stream file 0.
+    /// rqbit's HTTP API: add the torrent with its initial peers, then stream file 0.
     Rqbit {
         /// e.g. `http://127.0.0.1:3030`.
         api: String,
         /// .torrent path.
         torrent: std::path::PathBuf,
-        /// Peer IP:PORT.
+        /// Peers, `IP:PORT[,IP:PORT...]`.
         peer: String,
         /// Download folder.
         out: std::path::PathBuf,

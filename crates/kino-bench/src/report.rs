@@ -4,6 +4,7 @@
 use crate::clients::Kind;
 use crate::metrics::{self, Summary};
 use crate::scenario::{ClientFigures, Results};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn cell(s: Option<Summary>, unit: &str, kino: Option<Summary>, is_kino: bool) -> String {
@@ -25,6 +26,104 @@ type Metric = (
     &'static str,
     Box<dyn Fn(&ClientFigures) -> Vec<f64>>,
 );
+
+/// The per-client table of scenarios 1-3 (and 6): one row per metric, one column per client,
+/// each peer's cell with its ratio to Kino. Rows no client has figures for are left out.
+fn client_table(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>) {
+    let kinds: Vec<Kind> = clients.keys().copied().collect();
+    let _ = write!(o, "| metric |");
+    for k in &kinds {
+        let _ = write!(o, " {} |", k.name());
+    }
+    let _ = write!(o, "\n|---|");
+    for _ in &kinds {
+        let _ = write!(o, "---|");
+    }
+    o.push('\n');
+    let mut rows: Vec<Metric> = vec![
+        (
+            "time to first byte",
+            " s",
+            Box::new(|f: &ClientFigures| f.ttfb.clone()),
+        ),
+        (
+            "startup (10 s readable)",
+            " s",
+            Box::new(|f: &ClientFigures| f.startup.clone()),
+        ),
+        (
+            "stalls during playback",
+            "",
+            Box::new(|f: &ClientFigures| f.stalls.clone()),
+        ),
+        (
+            "total stall time",
+            " s",
+            Box::new(|f: &ClientFigures| f.stall_s.clone()),
+        ),
+    ];
+    let mut points: Vec<String> = clients
+        .values()
+        .flat_map(|c| c.seek.keys().cloned())
+        .collect();
+    points.sort();
+    points.dedup();
+    for p in points {
+        let name: &'static str = Box::leak(format!("seek to {p}: to play").into_boxed_str());
+        rows.push((
+            name,
+            " s",
+            Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default()),
+        ));
+    }
+    rows.push((
+        "peak RSS",
+        " MiB",
+        Box::new(|f: &ClientFigures| f.rss_mib.clone()),
+    ));
+    for (name, unit, get) in &rows {
+        if clients.values().all(|f| get(f).is_empty()) {
+            continue;
+        }
+        let kino = clients
+            .get(&Kind::Kino)
+            .and_then(|f| metrics::summary(&get(f)));
+        let _ = write!(o, "| {name} |");
+        for k in &kinds {
+            let f = &clients[k];
+            let c = if f.skipped.is_some() {
+                "n/a".into()
+            } else {
+                cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino)
+            };
+            let _ = write!(o, " {c} |");
+        }
+        o.push('\n');
+    }
+    let _ = write!(o, "| version |");
+    for k in &kinds {
+        let _ = write!(o, " {} |", clients[k].version);
+    }
+    o.push('\n');
+}
+
+/// Notes under a client table: clients not run, failed runs.
+fn client_notes(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>) {
+    for (k, f) in clients {
+        if let Some(why) = &f.skipped {
+            let _ = writeln!(o, "\n- {}: not run: {why}", k.name());
+        }
+        if !f.errors.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n- {}: {} failed run(s): {}",
+                k.name(),
+                f.errors.len(),
+                f.errors.join("; ")
+            );
+        }
+    }
+}
 
 /// The markdown report.
 pub fn markdown(r: &Results) -> String {
@@ -52,80 +151,7 @@ pub fn markdown(r: &Results) -> String {
         r.reps
     );
     if r.reps > 0 {
-        let kinds: Vec<Kind> = r.clients.keys().copied().collect();
-        let _ = write!(o, "| metric |");
-        for k in &kinds {
-            let _ = write!(o, " {} |", k.name());
-        }
-        let _ = write!(o, "\n|---|");
-        for _ in &kinds {
-            let _ = write!(o, "---|");
-        }
-        o.push('\n');
-        let mut rows: Vec<Metric> = vec![
-            (
-                "time to first byte",
-                " s",
-                Box::new(|f: &ClientFigures| f.ttfb.clone()),
-            ),
-            (
-                "startup (10 s readable)",
-                " s",
-                Box::new(|f: &ClientFigures| f.startup.clone()),
-            ),
-            (
-                "stalls during playback",
-                "",
-                Box::new(|f: &ClientFigures| f.stalls.clone()),
-            ),
-            (
-                "total stall time",
-                " s",
-                Box::new(|f: &ClientFigures| f.stall_s.clone()),
-            ),
-        ];
-        let mut points: Vec<String> = r
-            .clients
-            .values()
-            .flat_map(|c| c.seek.keys().cloned())
-            .collect();
-        points.sort();
-        points.dedup();
-        for p in points {
-            let name: &'static str = Box::leak(format!("seek to {p}: to play").into_boxed_str());
-            rows.push((
-                name,
-                " s",
-                Box::new(move |f: &ClientFigures| f.seek.get(&p).cloned().unwrap_or_default()),
-            ));
-        }
-        rows.push((
-            "peak RSS",
-            " MiB",
-            Box::new(|f: &ClientFigures| f.rss_mib.clone()),
-        ));
-        for (name, unit, get) in &rows {
-            let kino = r
-                .clients
-                .get(&Kind::Kino)
-                .and_then(|f| metrics::summary(&get(f)));
-            let _ = write!(o, "| {name} |");
-            for k in &kinds {
-                let f = &r.clients[k];
-                let c = if f.skipped.is_some() {
-                    "n/a".into()
-                } else {
-                    cell(metrics::summary(&get(f)), unit, kino, *k == Kind::Kino)
-                };
-                let _ = write!(o, " {c} |");
-            }
-            o.push('\n');
-        }
-        let _ = write!(o, "| version |");
-        for k in &kinds {
-            let _ = write!(o, " {} |", r.clients[k].version);
-        }
-        o.push('\n');
+        client_table(&mut o, &r.clients);
         let _ = writeln!(
             o,
             "\nPhysical limit of startup: {:.2} s = whole pieces holding the first {:.0} s / ({:.1} Mbit/s × {:.3} goodput) + {} RTT. \
@@ -137,20 +163,33 @@ pub fn markdown(r: &Results) -> String {
             metrics::STARTUP_RTTS,
             r.seek_limit
         );
-        for (k, f) in &r.clients {
-            if let Some(why) = &f.skipped {
-                let _ = writeln!(o, "\n- {}: not run: {why}", k.name());
-            }
-            if !f.errors.is_empty() {
-                let _ = writeln!(
-                    o,
-                    "\n- {}: {} failed run(s): {}",
-                    k.name(),
-                    f.errors.len(),
-                    f.errors.join("; ")
-                );
-            }
-        }
+        client_notes(&mut o, &r.clients);
+    }
+    if let Some(m) = &r.mesh {
+        let c = &m.config;
+        let _ = writeln!(
+            o,
+            "\n### Several slow seeders far away\n\nFilm {:.1} MB at {:.2} Mbit/s ({:.0} s), pieces of {} KiB; {} libtorrent seeders, each capped at \
+             {:.1} Mbit/s and behind its own relay adding {} ms RTT (aggregate {:.1} Mbit/s: the bitrate is {:.0} % of it). One session per \
+             repetition: the first {:.0} s, then seeks to 30/60/90 %.\n",
+            m.size as f64 / 1e6,
+            mbit(c.bitrate_bps),
+            c.film_secs,
+            m.piece / 1024,
+            c.seeders,
+            mbit(c.uplink_bps),
+            c.rtt_ms,
+            mbit(c.uplink_bps) * c.seeders as f64,
+            c.bitrate_bps as f64 * 100.0 / (c.uplink_bps as f64 * c.seeders as f64),
+            r.startup_secs,
+        );
+        client_table(&mut o, &m.clients);
+        let _ = writeln!(
+            o,
+            "\nPhysical limit of startup over the {} links: {:.2} s; of a seek on idle links: {:.2} s.",
+            c.seeders, m.startup_limit, m.seek_limit
+        );
+        client_notes(&mut o, &m.clients);
     }
     if !r.swarm.is_empty() {
         let _ = writeln!(
@@ -232,39 +271,62 @@ pub fn markdown(r: &Results) -> String {
     o
 }
 
-/// The issue's targets, each PASS / FAIL / not measured, with the numbers.
-pub fn targets(r: &Results) -> Vec<String> {
-    let mut v = Vec::new();
-    let med = |k: Kind, get: &dyn Fn(&ClientFigures) -> Vec<f64>| {
-        r.clients
-            .get(&k)
-            .and_then(|f| metrics::summary(&get(f)))
-            .map(|s| s.median)
-    };
+/// The startup and seek targets on one scenario's clients, each line prefixed with `label`.
+fn startup_seek_targets(
+    v: &mut Vec<String>,
+    label: &str,
+    clients: &BTreeMap<Kind, ClientFigures>,
+    startup_limit: f64,
+) {
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    let kino_start = med(Kind::Kino, &|f| f.startup.clone());
-    let best_peer = r
-        .clients
+    let kino_start = clients
+        .get(&Kind::Kino)
+        .and_then(|f| metrics::summary(&f.startup))
+        .map(|s| s.median);
+    let best_peer = clients
         .iter()
         .filter(|(k, f)| **k != Kind::Kino && f.skipped.is_none())
         .filter_map(|(k, f)| metrics::summary(&f.startup).map(|s| (*k, s.median)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
     match (kino_start, best_peer) {
         (Some(ks), Some((bk, bs))) => v.push(format!(
-            "{} startup ≤ 0.5× best peer: Kino {ks:.2} s, best peer {} {bs:.2} s, ratio {:.2}",
+            "{} {label}: startup ≤ 0.5× best peer: Kino {ks:.2} s, best peer {} {bs:.2} s, ratio {:.2}",
             verdict(ks <= 0.5 * bs),
             bk.name(),
             ks / bs
         )),
-        _ => v.push("startup vs best peer: not measured".into()),
+        _ => v.push(format!("{label}: startup vs best peer: not measured")),
     }
     if let Some(ks) = kino_start {
         v.push(format!(
-            "{} startup ≤ 1.5× physical limit: Kino {ks:.2} s, limit {:.2} s, ratio {:.2}",
-            verdict(ks <= 1.5 * r.startup_limit),
-            r.startup_limit,
-            ks / r.startup_limit
+            "{} {label}: startup ≤ 1.5× physical limit: Kino {ks:.2} s, limit {startup_limit:.2} s, ratio {:.2}",
+            verdict(ks <= 1.5 * startup_limit),
+            ks / startup_limit
         ));
+    }
+    if let Some(f) = clients.get(&Kind::Kino)
+        && !f.seek.is_empty()
+    {
+        let all: Vec<f64> = f.seek.values().flatten().copied().collect();
+        let worst = all.iter().copied().fold(0.0, f64::max);
+        let m = metrics::summary(&all).map(|s| s.median).unwrap_or(f64::NAN);
+        v.push(format!(
+            "{} {label}: seek-to-play ≤ 1.5 s: median {m:.2} s, worst {worst:.2} s",
+            verdict(worst <= 1.5)
+        ));
+    }
+}
+
+/// The issue's targets, each PASS / FAIL / not measured, with the numbers.
+pub fn targets(r: &Results) -> Vec<String> {
+    let mut v = Vec::new();
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    if r.reps > 0 {
+        startup_seek_targets(&mut v, "one seeder", &r.clients, r.startup_limit);
+    }
+    if let Some(m) = &r.mesh {
+        let label = format!("{} slow seeders", m.config.seeders);
+        startup_seek_targets(&mut v, &label, &m.clients, m.startup_limit);
     }
     let share = r.bitrate_bps as f64 / r.uplink_bps as f64;
     if let Some(f) = r.clients.get(&Kind::Kino)
@@ -280,17 +342,6 @@ pub fn targets(r: &Results) -> Vec<String> {
             },
             share * 100.0,
             f.stalls.len()
-        ));
-    }
-    if let Some(f) = r.clients.get(&Kind::Kino)
-        && !f.seek.is_empty()
-    {
-        let all: Vec<f64> = f.seek.values().flatten().copied().collect();
-        let worst = all.iter().copied().fold(0.0, f64::max);
-        let m = metrics::summary(&all).map(|s| s.median).unwrap_or(f64::NAN);
-        v.push(format!(
-            "{} seek-to-play ≤ 1.5 s: median {m:.2} s, worst {worst:.2} s",
-            verdict(worst <= 1.5)
         ));
     }
     for s in r.swarm.iter().filter(|s| s.client == Kind::Kino && s.share) {
@@ -338,4 +389,121 @@ pub fn chart_data(r: &Results) -> serde_json::Value {
         "buffer": buffer,
         "startup": startup,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{MeshConfig, MeshResults};
+
+    fn figures(startup: &[f64], seek60: &[f64]) -> ClientFigures {
+        ClientFigures {
+            version: "v".into(),
+            startup: startup.to_vec(),
+            ttfb: vec![0.5; startup.len()],
+            seek: BTreeMap::from([("60%".to_string(), seek60.to_vec())]),
+            ..Default::default()
+        }
+    }
+
+    fn results() -> Results {
+        Results {
+            date: "2026-11-25".into(),
+            machine: "test".into(),
+            seeder: "2.0.8".into(),
+            size: 28_000_000,
+            piece: 256 * 1024,
+            bitrate_bps: 5_600_000,
+            uplink_bps: 8_000_000,
+            rtt_ms: 50,
+            reps: 2,
+            startup_secs: 10.0,
+            seek_secs: 5.0,
+            startup_limit: 7.5,
+            seek_limit: 3.9,
+            clients: BTreeMap::from([
+                (Kind::Kino, figures(&[7.5, 7.5], &[4.0, 4.2])),
+                (Kind::Webtorrent, figures(&[8.0, 8.0], &[4.8, 4.8])),
+            ]),
+            swarm: vec![],
+            swarm_size: 0,
+            throughput: vec![],
+            throughput_size: 0,
+            mesh: Some(MeshResults {
+                config: MeshConfig {
+                    seeders: 4,
+                    uplink_bps: 5_000_000,
+                    rtt_ms: 100,
+                    bitrate_bps: 4_000_000,
+                    film_secs: 40.0,
+                },
+                size: 20_000_000,
+                piece: 256 * 1024,
+                startup_limit: 2.4,
+                seek_limit: 1.2,
+                clients: BTreeMap::from([
+                    (Kind::Kino, figures(&[1.0, 1.2], &[1.4, 1.4])),
+                    (Kind::Libtorrent, figures(&[2.2, 2.2], &[2.8, 2.8])),
+                ]),
+            }),
+        }
+    }
+
+    #[test]
+    fn several_seeders_get_their_own_table_with_ratios() {
+        let md = markdown(&results());
+        let (single, mesh) = md
+            .split_once("### Several slow seeders far away")
+            .expect("a section for scenario 6");
+        // Ratios are peer / Kino within each scenario.
+        assert!(
+            single.contains(
+                "| startup (10 s readable) | 7.50 s [7.50–7.50] | 8.00 s [8.00–8.00] (1.07×) |"
+            ),
+            "{single}"
+        );
+        assert!(
+            mesh.contains(
+                "| seek to 60%: to play | 1.40 s [1.40–1.40] | 2.80 s [2.80–2.80] (2.00×) |"
+            ),
+            "{mesh}"
+        );
+        // No playback run in scenario 6: no stall rows there.
+        let mesh_table = mesh.split("### Targets").next().unwrap_or_default();
+        assert!(
+            !mesh_table.contains("stalls during playback"),
+            "{mesh_table}"
+        );
+        assert!(
+            mesh.contains("4 libtorrent seeders, each capped at 5.0 Mbit/s"),
+            "{mesh}"
+        );
+    }
+
+    #[test]
+    fn targets_are_judged_per_scenario() {
+        let t = targets(&results());
+        let find = |prefix: &str| {
+            t.iter()
+                .find(|l| l.contains(prefix))
+                .cloned()
+                .unwrap_or_else(|| panic!("no line with {prefix:?} in {t:#?}"))
+        };
+        // One seeder: 7.5 s vs WebTorrent 8.0 s is not 0.5x; seek worst 4.2 s.
+        assert!(find("one seeder: startup ≤ 0.5× best peer").starts_with("FAIL"));
+        assert!(find("one seeder: startup ≤ 1.5× physical limit").starts_with("PASS"));
+        assert!(find("one seeder: seek-to-play").starts_with("FAIL"));
+        // Four seeders: median 1.1 s vs libtorrent 2.2 s is 0.5x; seeks 1.4 s.
+        assert!(find("4 slow seeders: startup ≤ 0.5× best peer").starts_with("PASS"));
+        assert!(find("4 slow seeders: seek-to-play ≤ 1.5 s").starts_with("PASS"));
+    }
+
+    #[test]
+    fn results_of_runs_before_scenario_6_still_load() {
+        let mut v = serde_json::to_value(results()).expect("serialize");
+        v.as_object_mut().expect("object").remove("mesh");
+        let r: Results = serde_json::from_value(v).expect("old results load");
+        assert!(r.mesh.is_none());
+        assert!(!markdown(&r).contains("Several slow seeders"));
+    }
 }

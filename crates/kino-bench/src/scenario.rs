@@ -58,10 +58,46 @@ pub struct Config {
     pub swarm_clients: Vec<Kind>,
     /// Scenario 5: file size in bytes (0: skip).
     pub throughput_bytes: u64,
+    /// Scenario 6: several slow seeders (0: skip).
+    pub mesh: MeshConfig,
     /// Work folder (deleted at the end).
     pub work: PathBuf,
     /// Where results go.
     pub out: PathBuf,
+}
+
+/// Scenario 6: one viewer, several seeders, each slow and far away. The aggregate uplink is
+/// what a viewer of a real swarm sees; which seeder gets the urgent piece, and how many requests
+/// wait at a slow one, decide startup and seek here.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct MeshConfig {
+    /// Seeders (0: skip the scenario).
+    pub seeders: usize,
+    /// Each seeder's uplink cap, bit/s.
+    pub uplink_bps: u64,
+    /// Added RTT to each seeder, ms.
+    pub rtt_ms: u64,
+    /// Declared bitrate, bit/s.
+    pub bitrate_bps: u64,
+    /// Film length, s.
+    pub film_secs: f64,
+}
+
+/// Scenario 6's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeshResults {
+    /// What ran.
+    pub config: MeshConfig,
+    /// Film size, bytes.
+    pub size: u64,
+    /// Piece length.
+    pub piece: u64,
+    /// Physical limit of startup over the seeders' aggregate uplink, s.
+    pub startup_limit: f64,
+    /// Physical limit of a seek over the aggregate uplink (idle links), s.
+    pub seek_limit: f64,
+    /// Per client (startup, time to first byte and seeks; no playback run).
+    pub clients: BTreeMap<Kind, ClientFigures>,
 }
 
 /// One client's figures in scenarios 1-3.
@@ -162,12 +198,15 @@ pub struct Results {
     pub throughput: Vec<ThroughputFigures>,
     /// Scenario 5 file size.
     pub throughput_size: u64,
+    /// Scenario 6 (absent in results of runs before it existed).
+    #[serde(default)]
+    pub mesh: Option<MeshResults>,
 }
 
 /// Per client: (startup, buffer-ahead series) of each linear run.
 type BufferRuns = BTreeMap<Kind, Vec<(f64, Vec<(f64, f64)>)>>;
 
-/// A started seeder (and relay) in node 0 of a topology.
+/// A started seeder (and relay) in one node of a topology.
 struct Seeder {
     _procs: Vec<Proc>,
     /// Address viewers dial.
@@ -177,12 +216,13 @@ struct Seeder {
 async fn start_seeder(
     tools: &Tools,
     topo: &Topology,
+    node: usize,
     torrent: &Path,
     data_dir: &Path,
     rtt_ms: u64,
     logs: &Path,
 ) -> anyhow::Result<Seeder> {
-    let n = &topo.nodes[0];
+    let n = topo.nodes.get(node).context("no such node")?;
     let script = tools.repo.join("bench/lt_bench.py");
     let args: Vec<String> = vec![
         script.display().to_string(),
@@ -200,7 +240,7 @@ async fn start_seeder(
         &n.ns,
         Path::new("/usr/bin/python3"),
         &args,
-        &logs.join("seeder.log"),
+        &logs.join(format!("seeder{node}.log")),
         &[],
     )?;
     let addr = s
@@ -222,7 +262,8 @@ async fn start_seeder(
             "--delay-ms".into(),
             (rtt_ms / 2).to_string(),
         ];
-        let mut r = Proc::spawn_in(&n.ns, &tools.bench, &args, &logs.join("relay.log"), &[])?;
+        let log = logs.join(format!("relay{node}.log"));
+        let mut r = Proc::spawn_in(&n.ns, &tools.bench, &args, &log, &[])?;
         r.wait_line(Duration::from_secs(10), |l| {
             l.starts_with("relay listening").then_some(())
         })
@@ -353,6 +394,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         swarm_size: 0,
         throughput: Vec::new(),
         throughput_size: 0,
+        mesh: None,
     };
     eprintln!(
         "film {size} bytes ({:.0} s at {:.2} Mbit/s), pieces of {} KiB; seeder uplink {:.1} Mbit/s, RTT +{} ms; startup limit {:.2} s",
@@ -388,6 +430,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         let seeder = start_seeder(
             tools,
             &topo,
+            0,
             &torrent,
             &cfg.work.join("film"),
             cfg.rtt_ms,
@@ -402,7 +445,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                 for &k in &order {
                     let spec = ViewSpec {
                         torrent: torrent.clone(),
-                        peer: seeder.addr.clone(),
+                        peers: vec![seeder.addr.clone()],
                         size,
                         seed: SEED,
                         bitrate,
@@ -411,7 +454,6 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                         seek_bytes,
                         share: true,
                         deadline: cfg.deadline,
-                        extra_peers: Vec::new(),
                     };
                     let dir = cfg.work.join(format!("run-{rep}-{phase}-{}", k.name()));
                     let started = Instant::now();
@@ -488,11 +530,130 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
             }
         }
     }
+    if cfg.mesh.seeders > 0 && cfg.reps > 0 && !active.is_empty() {
+        res.mesh = Some(mesh(cfg, tools, &res.clients, &active).await?);
+    }
     if cfg.throughput_bytes > 0 {
         res.throughput_size = cfg.throughput_bytes;
         res.throughput = throughput(cfg, tools, bitrate).await?;
     }
     Ok(res)
+}
+
+/// Scenario 6: `cfg.mesh.seeders` libtorrent seeders, each capped and behind its own delaying
+/// relay; one viewer given all of them reads the first 10 s, then seeks to 30/60/90 %.
+async fn mesh(
+    cfg: &Config,
+    tools: &Tools,
+    clients: &BTreeMap<Kind, ClientFigures>,
+    active: &[Kind],
+) -> anyhow::Result<MeshResults> {
+    let m = &cfg.mesh;
+    let bitrate = m.bitrate_bps as f64 / 8.0;
+    let size = (m.film_secs * bitrate) as u64;
+    let startup_bytes = (cfg.startup_secs * bitrate) as u64;
+    let seek_bytes = (cfg.seek_secs * bitrate) as u64;
+    let (torrent, piece) = make_film(tools, &cfg.work.join("meshfilm"), size, cfg.piece_length)?;
+    let rtt = m.rtt_ms as f64 / 1000.0;
+    let links = m.seeders;
+    let mut out = MeshResults {
+        config: m.clone(),
+        size,
+        piece,
+        startup_limit: metrics::startup_limit_links(
+            startup_bytes,
+            piece,
+            m.uplink_bps as f64,
+            links,
+            rtt,
+        ),
+        seek_limit: metrics::seek_limit(
+            size / 2,
+            seek_bytes,
+            piece,
+            m.uplink_bps as f64 * links as f64,
+            rtt,
+        ),
+        clients: clients
+            .iter()
+            .map(|(k, f)| {
+                let fresh = ClientFigures {
+                    version: f.version.clone(),
+                    skipped: f.skipped.clone(),
+                    ..Default::default()
+                };
+                (*k, fresh)
+            })
+            .collect(),
+    };
+    eprintln!(
+        "mesh: film {size} bytes at {:.2} Mbit/s, {links} seeders of {:.1} Mbit/s each, RTT +{} ms; startup limit {:.2} s, seek limit {:.2} s",
+        m.bitrate_bps as f64 / 1e6,
+        m.uplink_bps as f64 / 1e6,
+        m.rtt_ms,
+        out.startup_limit,
+        out.seek_limit
+    );
+    let mut caps: Vec<Caps> = (0..links)
+        .map(|_| Caps {
+            up_bps: Some(m.uplink_bps),
+            down_bps: None,
+        })
+        .collect();
+    caps.push(Caps::default());
+    let topo = Topology::new(&caps)?;
+    let logs = cfg.work.join("mesh-logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut seeders = Vec::new();
+    for i in 0..links {
+        seeders.push(
+            start_seeder(
+                tools,
+                &topo,
+                i,
+                &torrent,
+                &torrent.with_extension(""),
+                m.rtt_ms,
+                &logs,
+            )
+            .await?,
+        );
+    }
+    let viewer = &topo.nodes[links];
+    let mut unused: BufferRuns = BTreeMap::new();
+    for rep in 0..cfg.reps {
+        let mut order = active.to_vec();
+        order.rotate_left(rep % active.len());
+        for &k in &order {
+            let spec = ViewSpec {
+                torrent: torrent.clone(),
+                peers: seeders.iter().map(|s| s.addr.clone()).collect(),
+                size,
+                seed: SEED,
+                bitrate,
+                startup_bytes,
+                seeks: cfg.seeks.clone(),
+                seek_bytes,
+                share: true,
+                deadline: cfg.deadline,
+            };
+            let dir = cfg.work.join(format!("mesh-{rep}-{}", k.name()));
+            let started = Instant::now();
+            let r = clients::view(k, tools, viewer, &spec, &dir).await;
+            let f = out.clients.get_mut(&k).context("client")?;
+            let line = record(f, &mut unused, r, &spec, "mesh", startup_bytes);
+            eprintln!(
+                "  rep {} mesh {:10} {line} ({:.1} s)",
+                rep + 1,
+                k.name(),
+                started.elapsed().as_secs_f64()
+            );
+            let _ = std::fs::remove_dir_all(dir.join("data"));
+        }
+    }
+    drop(seeders);
+    drop(topo);
+    Ok(out)
 }
 
 fn record(
@@ -572,15 +733,28 @@ async fn swarm(
     let topo = Topology::new(&caps)?;
     let logs = cfg.work.join(format!("swarm-{}-{share}", k.name()));
     std::fs::create_dir_all(&logs)?;
-    let seeder = start_seeder(tools, &topo, torrent, &torrent.with_extension(""), 0, &logs).await?;
+    let seeder = start_seeder(
+        tools,
+        &topo,
+        0,
+        torrent,
+        &torrent.with_extension(""),
+        0,
+        &logs,
+    )
+    .await?;
     let before = topo.tx_bytes(0)?;
     let mut tasks = Vec::new();
     let mut peers: Vec<String> = Vec::new();
     for i in 0..cfg.swarm_viewers {
         let node = topo.nodes[i + 1].clone();
+        let mut dial = vec![seeder.addr.clone()];
+        if share {
+            dial.extend(peers.iter().cloned());
+        }
         let spec = ViewSpec {
             torrent: torrent.to_path_buf(),
-            peer: seeder.addr.clone(),
+            peers: dial,
             size,
             seed: SEED,
             bitrate,
@@ -589,7 +763,6 @@ async fn swarm(
             seek_bytes: 0,
             share,
             deadline: cfg.deadline,
-            extra_peers: if share { peers.clone() } else { Vec::new() },
         };
         peers.push(format!("{}:6881", node.ip));
         let tools = tools.clone();
@@ -651,6 +824,7 @@ async fn throughput(
     let seeder = start_seeder(
         tools,
         &topo,
+        0,
         &torrent,
         &torrent.with_extension(""),
         0,
@@ -671,7 +845,7 @@ async fn throughput(
         }
         let spec = ViewSpec {
             torrent: torrent.clone(),
-            peer: seeder.addr.clone(),
+            peers: vec![seeder.addr.clone()],
             size,
             seed: SEED,
             bitrate,
@@ -680,7 +854,6 @@ async fn throughput(
             seek_bytes: 0,
             share: true,
             deadline: cfg.deadline.max(Duration::from_secs(300)),
-            extra_peers: Vec::new(),
         };
         let dir = logs.join(k.name());
         let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
@@ -743,6 +916,26 @@ impl Results {
             up,
             rtt,
         );
+        if let Some(m) = &mut self.mesh {
+            let c = &m.config;
+            let bitrate = c.bitrate_bps as f64 / 8.0;
+            let rtt = c.rtt_ms as f64 / 1000.0;
+            let up = c.uplink_bps as f64;
+            m.startup_limit = metrics::startup_limit_links(
+                (self.startup_secs * bitrate) as u64,
+                m.piece,
+                up,
+                c.seeders,
+                rtt,
+            );
+            m.seek_limit = metrics::seek_limit(
+                m.size / 2,
+                (self.seek_secs * bitrate) as u64,
+                m.piece,
+                up * c.seeders as f64,
+                rtt,
+            );
+        }
     }
 }
 
