@@ -83,7 +83,8 @@ def seed(a):
 
 def view(a):
     rep = {"ok": False, "error": None, "first_byte_us": None, "samples": [], "seeks": []}
-    s = session(a.bind, 0)
+    # 6881 like every viewer, so the other viewers of the swarm scenario can dial it.
+    s = session(a.bind, 6881)
     ti = lt.torrent_info(a.torrent)
     size = ti.total_size()
     plen = ti.piece_length()

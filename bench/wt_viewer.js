@@ -7,7 +7,8 @@ const fs = require('fs')
 const WebTorrent = require('webtorrent')
 
 const [torrentPath, dataDir, peers, port] = process.argv.slice(2)
-const client = new WebTorrent({ dht: false, tracker: false, lsd: false, webSeeds: false, utp: false, natUpnp: false, natPmp: false })
+// Listens on 6881 like every viewer, so the other viewers of the swarm scenario can dial it.
+const client = new WebTorrent({ dht: false, tracker: false, lsd: false, webSeeds: false, utp: false, natUpnp: false, natPmp: false, torrentPort: 6881 })
 client.on('error', (e) => { console.error('webtorrent error:', e.message); process.exit(1) })
 const torrent = client.add(fs.readFileSync(torrentPath), { path: dataDir })
 torrent.on('error', (e) => { console.error('torrent error:', e.message); process.exit(1) })

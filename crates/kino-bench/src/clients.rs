@@ -445,9 +445,9 @@ pub async fn view_keep(
             ]
             .map(String::from)
             .to_vec();
-            if !spec.share {
-                args.push("--disable-upload".into());
-            }
+            // rqbit's release binary has no switch to turn uploads off (librqbit's
+            // `disable-upload` is a build feature); with sharing off no viewer is told about the
+            // others, as for libtorrent, peerflix and WebTorrent, so nobody asks it for pieces.
             args.extend([
                 "server".into(),
                 "start".into(),

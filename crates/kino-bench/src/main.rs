@@ -97,8 +97,9 @@ enum Cmd {
         /// Scenario 6 bitrate, Mbit/s.
         #[arg(long, default_value_t = 4.0)]
         mesh_bitrate_mbit: f64,
-        /// Scenario 6 film length, s.
-        #[arg(long, default_value_t = 40.0)]
+        /// Scenario 6 film length, s (long enough that the 30 % seek jumps past what the first
+        /// 10 s fetched).
+        #[arg(long, default_value_t = 120.0)]
         mesh_film_secs: f64,
         /// Per-run deadline, s.
         #[arg(long, default_value_t = 120)]
@@ -331,6 +332,7 @@ async fn main() -> ExitCode {
                     swarm_stagger: 1.0,
                     swarm_clients: vec![],
                     throughput_bytes: 0,
+                    kino_config: None,
                     mesh: scenario::MeshConfig {
                         seeders: 2,
                         uplink_bps: mbit(5.0),
@@ -365,7 +367,29 @@ async fn main() -> ExitCode {
                 mesh_film_secs,
                 deadline,
             } => {
+                for (name, v) in [
+                    ("--film-secs", film_secs),
+                    ("--bitrate-mbit", bitrate_mbit),
+                    ("--uplink-mbit", uplink_mbit),
+                    ("--swarm-film-secs", swarm_film_secs),
+                    ("--swarm-origin-mbit", swarm_origin_mbit),
+                    ("--swarm-viewer-mbit", swarm_viewer_mbit),
+                    ("--mesh-uplink-mbit", mesh_uplink_mbit),
+                    ("--mesh-bitrate-mbit", mesh_bitrate_mbit),
+                    ("--mesh-film-secs", mesh_film_secs),
+                ] {
+                    if !(v.is_finite() && v > 0.0) {
+                        anyhow::bail!("{name} must be a number above 0, not {v}");
+                    }
+                }
                 let tools = tools(&common)?;
+                let kino_config =
+                    match &tools.kino_config {
+                        Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                            format!("cannot read --kino-config {}", p.display())
+                        })?),
+                        None => None,
+                    };
                 let out = common
                     .out
                     .clone()
@@ -389,6 +413,7 @@ async fn main() -> ExitCode {
                     swarm_stagger: 1.0,
                     swarm_clients: kinds(&swarm_clients)?,
                     throughput_bytes: throughput_mib << 20,
+                    kino_config,
                     mesh: scenario::MeshConfig {
                         seeders: mesh_seeders,
                         uplink_bps: mbit(mesh_uplink_mbit),

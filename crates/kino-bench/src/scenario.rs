@@ -1,10 +1,11 @@
-//! The scenarios: one neutral libtorrent seeder, the clients read in turn against it.
+//! The scenarios: neutral libtorrent seeders, the clients read in turn against them.
 //!
 //! 1 startup + 2 playback share one session per run: the reader takes the whole file in order;
 //! startup is when the first 10 s of media are readable, the player simulation runs on the
 //! arrival curve. 3 seek: a fresh session reads the first 10 s, then seeks to 30/60/90 %.
 //! 4 swarm: an origin and N viewers joining staggered, sharing on and off. 5 throughput: a big
-//! file, unthrottled. Reps interleave the clients (rotated order), so drift hits all alike.
+//! file, unthrottled. 6 mesh: several slow seeders far away, one viewer, startup and seeks.
+//! Reps interleave the clients (rotated order), so drift hits all alike.
 
 use crate::clients::{self, Kind, Proc, Tools, ViewRun, ViewSpec};
 use crate::data;
@@ -60,6 +61,8 @@ pub struct Config {
     pub throughput_bytes: u64,
     /// Scenario 6: several slow seeders (0: skip).
     pub mesh: MeshConfig,
+    /// The config file Kino ran with, if not its defaults (recorded in the results).
+    pub kino_config: Option<String>,
     /// Work folder (deleted at the end).
     pub work: PathBuf,
     /// Where results go.
@@ -201,6 +204,9 @@ pub struct Results {
     /// Scenario 6 (absent in results of runs before it existed).
     #[serde(default)]
     pub mesh: Option<MeshResults>,
+    /// The config file Kino ran with, when not its defaults.
+    #[serde(default)]
+    pub kino_config: Option<String>,
 }
 
 /// Per client: (startup, buffer-ahead series) of each linear run.
@@ -248,7 +254,7 @@ async fn start_seeder(
             l.strip_prefix("LISTENING ").map(str::to_owned)
         })
         .await
-        .context("the libtorrent seeder did not start (see seeder.log)")?;
+        .with_context(|| format!("the libtorrent seeder did not start (see seeder{node}.log)"))?;
     let mut procs = vec![s];
     let mut dial = addr.clone();
     if rtt_ms > 0 {
@@ -395,6 +401,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         throughput: Vec::new(),
         throughput_size: 0,
         mesh: None,
+        kino_config: cfg.kino_config.clone(),
     };
     eprintln!(
         "film {size} bytes ({:.0} s at {:.2} Mbit/s), pieces of {} KiB; seeder uplink {:.1} Mbit/s, RTT +{} ms; startup limit {:.2} s",

@@ -65,9 +65,11 @@ pub struct EngineConfig {
     pub peer_request_window: usize,
 }
 
-/// The default of [`EngineConfig::peer_request_window`], measured with `kino-bench`
-/// (BENCHMARKS.md, "Request window"): librqbit's own default of 128 (2 MiB) made every seek wait
-/// ~2 s behind stale requests on an 8 Mbit/s seeder.
+/// The default of [`EngineConfig::peer_request_window`], measured with `kino-bench` on three
+/// scenarios (docs/streaming.md, "Requests in flight per peer"): librqbit's own default of 128
+/// (2 MiB) made every seek on an 8 Mbit/s seeder wait ~1-2 s behind stale requests and started
+/// at 1.5-1.9x the physical limit from four slow seeders; 16 and below cap one distant fast
+/// seeder far below its uplink.
 pub const DEFAULT_PEER_REQUEST_WINDOW: usize = 32;
 
 /// Blocking-I/O permits kept free of streams, for disk writes and uploads.

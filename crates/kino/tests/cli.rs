@@ -565,6 +565,36 @@ fn malformed_inputs_exit_2() -> anyhow::Result<()> {
 }
 
 /// A refused `--file` leaves nothing behind: no database row, no cache folder.
+/// `network.request_window` out of range is refused before anything starts (0 would make
+/// librqbit request nothing; huge windows defeat the point of the setting).
+#[test]
+fn request_window_out_of_range_exits_2() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    for bad in ["0", "1025"] {
+        let data = root.path().join(format!("data-{bad}"));
+        let mut c = kino_quiet(&data);
+        let cfg = data.join("config.toml");
+        std::fs::write(&cfg, format!("[network]\nrequest_window = {bad}\n"))?;
+        c.env("KINO_CONFIG", &cfg).arg("status");
+        let out = run_bounded(c, QUICK)?;
+        assert_user_error(&out, &format!("request_window = {bad}"), true);
+        assert!(
+            out.stderr
+                .contains("request_window must be between 1 and 1024"),
+            "{out:?}"
+        );
+    }
+    // In range, the same command works.
+    let data = root.path().join("data-ok");
+    let mut c = kino_quiet(&data);
+    let cfg = data.join("config.toml");
+    std::fs::write(&cfg, "[network]\nrequest_window = 8\n")?;
+    c.env("KINO_CONFIG", &cfg).arg("status");
+    let out = run_bounded(c, QUICK)?;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    Ok(())
+}
+
 #[test]
 fn refused_file_index_leaves_no_trace() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
