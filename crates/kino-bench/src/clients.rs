@@ -287,6 +287,27 @@ impl Proc {
     }
 }
 
+/// How long a dropped process may take to exit after SIGKILL.
+const EXIT_WAIT: Duration = Duration::from_secs(3);
+
+impl Drop for Proc {
+    /// Kills the process and waits (bounded) until it is gone, so the next client started in
+    /// the same namespace finds its ports free (every viewer listens on 6881; a client still
+    /// exiting made the next one fail to start).
+    fn drop(&mut self) {
+        if self.child.start_kill().is_err() {
+            return;
+        }
+        let until = std::time::Instant::now() + EXIT_WAIT;
+        while std::time::Instant::now() < until {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
 fn reader_args(spec: &ViewSpec) -> Vec<String> {
     let mut a = vec![
         "--size".into(),
