@@ -188,6 +188,14 @@ impl ViewSpec {
     fn peer_list(&self) -> String {
         self.peers.join(",")
     }
+
+    /// `--seeks F,F,...` for the reader and lt_bench.py, when there are seeks.
+    fn push_seeks(&self, args: &mut Vec<String>) {
+        if !self.seeks.is_empty() {
+            let list: Vec<String> = self.seeks.iter().map(f64::to_string).collect();
+            args.extend(["--seeks".into(), list.join(",")]);
+        }
+    }
 }
 
 /// The outcome of one viewer run.
@@ -229,7 +237,6 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
-            .kill_on_drop(true)
             .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start {}", prog.display()))?;
@@ -321,16 +328,7 @@ fn reader_args(spec: &ViewSpec) -> Vec<String> {
         "--deadline".into(),
         spec.deadline.as_secs().to_string(),
     ];
-    if !spec.seeks.is_empty() {
-        a.push("--seeks".into());
-        a.push(
-            spec.seeks
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
+    spec.push_seeks(&mut a);
     a
 }
 
@@ -518,16 +516,7 @@ pub async fn view_keep(
                 spec.deadline.as_secs().to_string(),
                 "--linger".into(),
             ];
-            if !spec.seeks.is_empty() {
-                args.push("--seeks".into());
-                args.push(
-                    spec.seeks
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-            }
+            spec.push_seeks(&mut args);
             let r = Proc::spawn_in(ns, Path::new("/usr/bin/python3"), &args, &log, &[])?;
             (None, r)
         }

@@ -10,7 +10,7 @@
 use crate::clients::{self, Kind, Proc, Tools, ViewRun, ViewSpec};
 use crate::data;
 use crate::metrics::{self, Summary};
-use crate::net::{Caps, Topology};
+use crate::net::{Caps, Node, Topology};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -380,7 +380,6 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     let seek_bytes = (cfg.seek_secs * bitrate) as u64;
     std::fs::create_dir_all(&cfg.work)?;
     let (torrent, piece) = make_film(tools, &cfg.work.join("film"), size, cfg.piece_length)?;
-    let rtt = cfg.rtt_ms as f64 / 1000.0;
     let mut res = Results {
         date: date(),
         machine: machine(),
@@ -393,8 +392,8 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         reps: cfg.reps,
         startup_secs: cfg.startup_secs,
         seek_secs: cfg.seek_secs,
-        startup_limit: metrics::startup_limit(startup_bytes, piece, cfg.uplink_bps as f64, rtt),
-        seek_limit: metrics::seek_limit(size / 2, seek_bytes, piece, cfg.uplink_bps as f64, rtt),
+        startup_limit: 0.0,
+        seek_limit: 0.0,
         clients: BTreeMap::new(),
         swarm: Vec::new(),
         swarm_size: 0,
@@ -403,6 +402,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         mesh: None,
         kino_config: cfg.kino_config.clone(),
     };
+    res.recompute_limits();
     eprintln!(
         "film {size} bytes ({:.0} s at {:.2} Mbit/s), pieces of {} KiB; seeder uplink {:.1} Mbit/s, RTT +{} ms; startup limit {:.2} s",
         cfg.film_secs,
@@ -463,17 +463,18 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                         deadline: cfg.deadline,
                     };
                     let dir = cfg.work.join(format!("run-{rep}-{phase}-{}", k.name()));
-                    let started = Instant::now();
-                    let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
                     let f = res.clients.get_mut(&k).context("client")?;
-                    let line = record(f, &mut buffers, r, &spec, phase, startup_bytes);
-                    eprintln!(
-                        "  rep {} {phase:4} {:10} {line} ({:.1} s)",
-                        rep + 1,
-                        k.name(),
-                        started.elapsed().as_secs_f64()
-                    );
-                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                    let run = Run { k, rep, phase };
+                    view_recorded(
+                        run,
+                        tools,
+                        &topo.nodes[1],
+                        &spec,
+                        &dir,
+                        f,
+                        Some(&mut buffers),
+                    )
+                    .await;
                 }
             }
         }
@@ -561,26 +562,13 @@ async fn mesh(
     let startup_bytes = (cfg.startup_secs * bitrate) as u64;
     let seek_bytes = (cfg.seek_secs * bitrate) as u64;
     let (torrent, piece) = make_film(tools, &cfg.work.join("meshfilm"), size, cfg.piece_length)?;
-    let rtt = m.rtt_ms as f64 / 1000.0;
     let links = m.seeders;
     let mut out = MeshResults {
         config: m.clone(),
         size,
         piece,
-        startup_limit: metrics::startup_limit_links(
-            startup_bytes,
-            piece,
-            m.uplink_bps as f64,
-            links,
-            rtt,
-        ),
-        seek_limit: metrics::seek_limit(
-            size / 2,
-            seek_bytes,
-            piece,
-            m.uplink_bps as f64 * links as f64,
-            rtt,
-        ),
+        startup_limit: 0.0,
+        seek_limit: 0.0,
         clients: clients
             .iter()
             .map(|(k, f)| {
@@ -593,6 +581,7 @@ async fn mesh(
             })
             .collect(),
     };
+    out.compute_limits(cfg.startup_secs, cfg.seek_secs);
     eprintln!(
         "mesh: film {size} bytes at {:.2} Mbit/s, {links} seeders of {:.1} Mbit/s each, RTT +{} ms; startup limit {:.2} s, seek limit {:.2} s",
         m.bitrate_bps as f64 / 1e6,
@@ -627,7 +616,6 @@ async fn mesh(
         );
     }
     let viewer = &topo.nodes[links];
-    let mut unused: BufferRuns = BTreeMap::new();
     for rep in 0..cfg.reps {
         let mut order = active.to_vec();
         order.rotate_left(rep % active.len());
@@ -645,17 +633,13 @@ async fn mesh(
                 deadline: cfg.deadline,
             };
             let dir = cfg.work.join(format!("mesh-{rep}-{}", k.name()));
-            let started = Instant::now();
-            let r = clients::view(k, tools, viewer, &spec, &dir).await;
             let f = out.clients.get_mut(&k).context("client")?;
-            let line = record(f, &mut unused, r, &spec, "mesh", startup_bytes);
-            eprintln!(
-                "  rep {} mesh {:10} {line} ({:.1} s)",
-                rep + 1,
-                k.name(),
-                started.elapsed().as_secs_f64()
-            );
-            let _ = std::fs::remove_dir_all(dir.join("data"));
+            let run = Run {
+                k,
+                rep,
+                phase: "mesh",
+            };
+            view_recorded(run, tools, viewer, &spec, &dir, f, None).await;
         }
     }
     drop(seeders);
@@ -663,9 +647,40 @@ async fn mesh(
     Ok(out)
 }
 
+/// Which run of scenarios 1-3 or 6 this is (for the log line and the errors).
+struct Run {
+    k: Kind,
+    rep: usize,
+    phase: &'static str,
+}
+
+/// Runs one viewer, records its figures in `f` (and its buffer curve in `buffers`, for the
+/// charts), prints one line, and removes the downloaded data.
+async fn view_recorded(
+    run: Run,
+    tools: &Tools,
+    node: &Node,
+    spec: &ViewSpec,
+    dir: &Path,
+    f: &mut ClientFigures,
+    buffers: Option<&mut BufferRuns>,
+) {
+    let started = Instant::now();
+    let r = clients::view(run.k, tools, node, spec, dir).await;
+    let line = record(f, buffers, r, spec, run.phase, spec.startup_bytes);
+    eprintln!(
+        "  rep {} {:4} {:10} {line} ({:.1} s)",
+        run.rep + 1,
+        run.phase,
+        run.k.name(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir.join("data"));
+}
+
 fn record(
     f: &mut ClientFigures,
-    buffers: &mut BufferRuns,
+    buffers: Option<&mut BufferRuns>,
     r: anyhow::Result<ViewRun>,
     spec: &ViewSpec,
     phase: &str,
@@ -696,8 +711,10 @@ fn record(
             f.stalls.push(p.stalls as f64);
             f.stall_s.push(p.stall_s);
             line += &format!("stalls {} ({:.1} s) ", p.stalls, p.stall_s);
-            let st = metrics::time_to_bytes(&run, startup_bytes).unwrap_or(f64::MAX);
-            buffers.entry(run.kind).or_default().push((st, p.buffer));
+            if let Some(buffers) = buffers {
+                let st = metrics::time_to_bytes(&run, startup_bytes).unwrap_or(f64::MAX);
+                buffers.entry(run.kind).or_default().push((st, p.buffer));
+            }
         }
         if let Some(r) = run.peak_rss_kib {
             f.rss_mib.push(r as f64 / 1024.0);
@@ -908,8 +925,8 @@ async fn throughput(
 }
 
 impl Results {
-    /// Recomputes the physical limits from the recorded parameters (after a change of the
-    /// formula, `kino-bench report` re-renders old results).
+    /// Computes the physical limits from the recorded parameters (at the start of a run, and
+    /// again in `kino-bench report` after a change of the formula).
     pub fn recompute_limits(&mut self) {
         let bitrate = self.bitrate_bps as f64 / 8.0;
         let rtt = self.rtt_ms as f64 / 1000.0;
@@ -924,25 +941,32 @@ impl Results {
             rtt,
         );
         if let Some(m) = &mut self.mesh {
-            let c = &m.config;
-            let bitrate = c.bitrate_bps as f64 / 8.0;
-            let rtt = c.rtt_ms as f64 / 1000.0;
-            let up = c.uplink_bps as f64;
-            m.startup_limit = metrics::startup_limit_links(
-                (self.startup_secs * bitrate) as u64,
-                m.piece,
-                up,
-                c.seeders,
-                rtt,
-            );
-            m.seek_limit = metrics::seek_limit(
-                m.size / 2,
-                (self.seek_secs * bitrate) as u64,
-                m.piece,
-                up * c.seeders as f64,
-                rtt,
-            );
+            m.compute_limits(self.startup_secs, self.seek_secs);
         }
+    }
+}
+
+impl MeshResults {
+    /// The physical limits over the seeders' aggregate uplink, from the recorded parameters.
+    fn compute_limits(&mut self, startup_secs: f64, seek_secs: f64) {
+        let c = &self.config;
+        let bitrate = c.bitrate_bps as f64 / 8.0;
+        let rtt = c.rtt_ms as f64 / 1000.0;
+        let up = c.uplink_bps as f64;
+        self.startup_limit = metrics::startup_limit_links(
+            (startup_secs * bitrate) as u64,
+            self.piece,
+            up,
+            c.seeders,
+            rtt,
+        );
+        self.seek_limit = metrics::seek_limit(
+            self.size / 2,
+            (seek_secs * bitrate) as u64,
+            self.piece,
+            up * c.seeders as f64,
+            rtt,
+        );
     }
 }
 

@@ -1,15 +1,16 @@
 //! Each TUF attack against the client, with tough's checks and Kino's own. Every refusal must
 //! leave the "running binary" and the version floor untouched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kino_update::keys::{KeyFile, keygen};
 use kino_update::release::{
     self, Artifact, PublishOptions, RoleSpec, RootSpec, metadata_dir, targets_dir,
 };
-use kino_update::{ClientConfig, UpdateClient, UpdateError, Version};
+use kino_update::{ClientConfig, UpdateClient, UpdateError};
 
-const RUNNING: &[u8] = b"#!/bin/sh\necho kino 0.1.0\n";
+mod common;
+use common::{RUNNING, copy_dir, msg, v};
 
 struct Fx {
     _tmp: tempfile::TempDir,
@@ -19,10 +20,6 @@ struct Fx {
     targets_keys: Vec<KeyFile>,
     online: KeyFile,
     binary: PathBuf,
-}
-
-fn v(s: &str) -> Version {
-    s.parse().unwrap()
 }
 
 fn spec(root: &[KeyFile], targets: &[KeyFile], online: &KeyFile, m: u64) -> RootSpec {
@@ -146,29 +143,6 @@ impl Fx {
             "files left beside the binary"
         );
         err
-    }
-}
-
-fn msg(e: &UpdateError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(" / ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 

@@ -13,28 +13,15 @@ use kino_engine::{Engine, EngineConfig, Id20, parse_infohash};
 use kino_update::keys::{KeyFile, keygen};
 use kino_update::p2p::UpdateSync;
 use kino_update::release::{self, Artifact, PublishOptions, RoleSpec, RootSpec, metadata_dir};
-use kino_update::{ClientConfig, POINTER_SALT, UpdateClient, UpdateError, Version};
+use kino_update::{ClientConfig, POINTER_SALT, UpdateClient};
 
-const RUNNING: &[u8] = b"#!/bin/sh\necho kino 0.1.0\n";
+mod common;
+use common::{RUNNING, copy_dir, msg, v};
+
 /// Upper bound on any single network step (hang guard, not a performance assertion).
 const LIMIT: Duration = Duration::from_secs(120);
 /// Polling period of the bounded waits below (each loop runs at most `LIMIT / POLL` times).
 const POLL: Duration = Duration::from_millis(50);
-
-fn v(s: &str) -> Version {
-    s.parse().unwrap()
-}
-
-fn msg(e: &UpdateError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(" / ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
 
 /// A release repository: one root key (threshold 1, also the targets key) and one online key
 /// (snapshot and timestamp, which signs the DHT pointer).
@@ -145,6 +132,14 @@ async fn node(data: &Path, bootstrap: &[String], root: Vec<u8>, upload: Option<u
 }
 
 impl Node {
+    /// One fetch of the update feed, bounded by [`LIMIT`]; it must succeed.
+    async fn fetch(&self) -> kino_update::p2p::Fetched {
+        tokio::time::timeout(LIMIT, self.sync.fetch())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     fn client(&self) -> &UpdateClient {
         self.sync.client()
     }
@@ -209,10 +204,7 @@ async fn pointer_replay_old_seq() {
     std::fs::create_dir_all(&bin_dir).unwrap();
     let binary = bin_dir.join("kino");
     std::fs::write(&binary, RUNNING).unwrap();
-    let fetched = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = client.fetch().await;
     assert_eq!(fetched.seq, 2);
     let rel = fetched.release.unwrap();
     assert_eq!(rel.version, v("0.3.0"));
@@ -375,10 +367,7 @@ async fn interrupted_download_resumes() {
 
     // Second run, same data folder: completes and verifies.
     let second = node(&user, net.bootstrap(), fx.root1(), None).await;
-    let fetched = tokio::time::timeout(LIMIT, second.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = second.fetch().await;
     assert_eq!(fetched.seq, 1);
     let rel = fetched.release.unwrap();
     assert_eq!(rel.version, v("0.2.0"));
@@ -444,20 +433,13 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
     assert_eq!(p1.seq, 1);
     let user = fx.base.join("user");
     let client = node(&user, net.bootstrap(), fx.root1(), None).await;
-    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let f = client.fetch().await;
     assert_eq!(f.seq, 1);
 
     // The attacker: publication 1 with a timestamp at 2^63-1, signed by the leaked online key.
     let evil = fx.base.join("evil");
     for sub in ["metadata", "targets"] {
-        std::fs::create_dir_all(evil.join(sub)).unwrap();
-        for e in std::fs::read_dir(fx.repo.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), evil.join(sub).join(e.file_name())).unwrap();
-        }
+        copy_dir(&fx.repo.join(sub), &evil.join(sub));
     }
     let ts_path = metadata_dir(&evil).join("timestamp.json");
     let mut ts: serde_json::Value =
@@ -477,10 +459,7 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
     assert_eq!(pe.seq, i64::MAX);
 
     // A client on root 1 follows it: every signature checks out.
-    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let f = client.fetch().await;
     assert_eq!(f.seq, i64::MAX);
     assert_eq!(f.release.unwrap().version, v("0.2.0"));
 
@@ -505,10 +484,7 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
     // value is a tie that resolvers break by the value's bytes, which the attacker can grind).
     // Without a root pointer the root-1 client still looks up only the old timestamp key and
     // stays pinned on the attacker's publication; it never sees root 2 or 0.3.0.
-    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let f = client.fetch().await;
     assert_eq!(f.seq, i64::MAX);
     assert_eq!(f.release.unwrap().version, v("0.2.0"));
     assert_eq!(
@@ -539,10 +515,7 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
 
     // The root-1 client, given nothing out of band, follows the root pointer to root 2, then
     // looks up the new timestamp key and installs 0.3.0 over the DHT and the swarm.
-    let f = tokio::time::timeout(LIMIT, client.sync.fetch())
-        .await
-        .unwrap()
-        .unwrap();
+    let f = client.fetch().await;
     assert_eq!(f.seq as u64, seq2);
     let rel = f.release.unwrap();
     assert_eq!(rel.version, v("0.3.0"));

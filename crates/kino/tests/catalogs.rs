@@ -19,7 +19,7 @@ use anyhow::{Context, bail, ensure};
 use common::{KinoProcess, kino_dht};
 use kino_catalog::{CatalogSignature, PublisherSecretKey, sign_catalog_dir};
 use kino_dht::{DhtConfig, PointerDht};
-use kino_engine::{AddOptions, Engine, Placement, TorrentSource};
+use kino_engine::Engine;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -603,17 +603,7 @@ impl Stager {
         self.rt.block_on(async {
             let created = kino_engine::create::create_torrent(folder, None, |_, _| {})?;
             let ih = created.info.infohash;
-            let torrent = self
-                .engine
-                .add(
-                    &TorrentSource::Metainfo(created.info.clone()),
-                    AddOptions {
-                        peers: Vec::new(),
-                        placement: Placement::SeedFrom(created.content_root.clone()),
-                    },
-                )
-                .await?;
-            tokio::time::timeout(Duration::from_secs(60), torrent.wait_until_completed())
+            tokio::time::timeout(Duration::from_secs(60), self.engine.seed_created(&created))
                 .await
                 .context("seeding did not start within 60 s")??;
             let put = dht

@@ -977,16 +977,7 @@ async fn cache_never_evicts_what_is_playing() -> anyhow::Result<()> {
         let path = root.join(format!("src{i}/film{i}.mp4"));
         write_random(&path, 3 * MIB as usize, 20 + i)?;
         let c = kino_engine::create::create_torrent(&path, Some(PIECE as u32), |_, _| {})?;
-        let t = seeder
-            .add(
-                &TorrentSource::Metainfo(c.info.clone()),
-                AddOptions {
-                    peers: Vec::new(),
-                    placement: Placement::SeedFrom(c.content_root.clone()),
-                },
-            )
-            .await?;
-        tokio::time::timeout(Duration::from_secs(60), t.wait_until_completed()).await??;
+        tokio::time::timeout(Duration::from_secs(60), seeder.seed_created(&c)).await??;
         films.push(c.info);
     }
     let addr = common::engine_addr(&seeder)?;
