@@ -131,6 +131,15 @@ enum Command {
     Release(update::ReleaseCommand),
 }
 
+/// Threads tokio may run blocking work on. librqbit reads and writes pieces inside
+/// `block_in_place`, which hands the worker's queue to a blocking thread each time; with
+/// tokio's default pool (512) those hand-offs spread over many short-lived threads. A small pool
+/// keeps them on a few warm ones: on a 1 GiB loopback transfer (kino-bench scenario 5) Kino
+/// went from 240 to 290-330 MB/s and from 4.4 to 3.2-3.6 CPU s/GiB (rqbit, which caps its
+/// pool at 8 too, measured 255-285 MB/s in the same runs). Kino's own blocking work
+/// (thumbnails, `spawn_blocking`) is short.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -154,6 +163,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kino")
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
