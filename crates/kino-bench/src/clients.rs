@@ -181,6 +181,9 @@ pub struct ViewSpec {
     pub share: bool,
     /// Give up after.
     pub deadline: Duration,
+    /// Play the stream in mpv (`kino-bench player`) instead of reading its bytes, watching this
+    /// long for stalls before the seeks (the real-film scenario).
+    pub player_watch: Option<Duration>,
 }
 
 impl ViewSpec {
@@ -315,8 +318,22 @@ impl Drop for Proc {
     }
 }
 
+/// The command line of what reads the stream in the viewer's namespace: `kino-bench reader`
+/// (bytes) or `kino-bench player` (mpv).
 fn reader_args(spec: &ViewSpec) -> Vec<String> {
+    if let Some(watch) = spec.player_watch {
+        let mut a = vec![
+            "player".into(),
+            "--watch-ms".into(),
+            watch.as_millis().to_string(),
+            "--deadline".into(),
+            spec.deadline.as_secs().to_string(),
+        ];
+        spec.push_seeks(&mut a);
+        return a;
+    }
     let mut a = vec![
+        "reader".into(),
         "--size".into(),
         spec.size.to_string(),
         "--seed".into(),
@@ -360,8 +377,7 @@ pub async fn view_keep(
     let ns = &node.ns;
     let ip = node.ip.to_string();
     let torrent = spec.torrent.display().to_string();
-    let mut reader = vec!["reader".to_string()];
-    reader.extend(reader_args(spec));
+    let mut reader = reader_args(spec);
     let t0_us = now_us();
     let (client, report_proc) = match k {
         Kind::Kino => {
@@ -492,6 +508,9 @@ pub async fn view_keep(
             ]);
             let r = Proc::spawn_in(ns, &tools.bench, &reader, &dir.join("reader.log"), &[])?;
             (Some(c), r)
+        }
+        Kind::Libtorrent if spec.player_watch.is_some() => {
+            bail!("libtorrent has no HTTP stream to give a player")
         }
         Kind::Libtorrent => {
             let script = tools.repo.join("bench/lt_bench.py");

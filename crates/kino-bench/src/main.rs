@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kino_bench::clients::{Kind, Tools};
 use kino_bench::scenario::{self, Config};
-use kino_bench::{net, reader, relay, report};
+use kino_bench::{net, player, reader, relay, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,7 +33,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Tiny sizes, Kino and libtorrent, scenarios 1-3 and 6 once; exits non-zero on any failure.
+    /// Tiny sizes, Kino and libtorrent, scenarios 1-3, 6 and 7 once; exits non-zero on any failure.
     Smoke {
         #[command(flatten)]
         common: Common,
@@ -101,6 +101,18 @@ enum Cmd {
         /// 10 s fetched).
         #[arg(long, default_value_t = 120.0)]
         mesh_film_secs: f64,
+        /// Scenario 7 (a real film in mpv) film length, s (0: skip).
+        #[arg(long, default_value_t = 60.0)]
+        player_film_secs: f64,
+        /// Scenario 7 video bitrate (x264 CBR), Mbit/s.
+        #[arg(long, default_value_t = 4.0)]
+        player_video_mbit: f64,
+        /// Scenario 7 frame size.
+        #[arg(long, default_value = "1280x720")]
+        player_frame: String,
+        /// Scenario 7 playback watched for stalls before the seeks, s.
+        #[arg(long, default_value_t = 10.0)]
+        player_watch_secs: f64,
         /// Per-run deadline, s.
         #[arg(long, default_value_t = 120)]
         deadline: u64,
@@ -112,16 +124,8 @@ enum Cmd {
     },
     /// (internal) Reads a stream inside a namespace and prints a JSON report.
     Reader {
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long)]
-        rqbit_api: Option<String>,
-        #[arg(long)]
-        torrent: Option<PathBuf>,
-        #[arg(long)]
-        peer: Option<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         #[arg(long)]
         size: u64,
         #[arg(long)]
@@ -135,6 +139,20 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         deadline: u64,
     },
+    /// (internal) Plays a stream in mpv inside a namespace and prints a JSON report.
+    Player {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(long, value_delimiter = ',')]
+        seeks: Vec<f64>,
+        /// Playback watched for stalls before the seeks, ms.
+        #[arg(long, default_value_t = 10_000)]
+        watch_ms: u64,
+        #[arg(long, default_value_t = 120)]
+        deadline: u64,
+        #[arg(long, default_value = "mpv")]
+        mpv: PathBuf,
+    },
     /// (internal) Delaying TCP relay.
     Relay {
         #[arg(long)]
@@ -144,6 +162,36 @@ enum Cmd {
         #[arg(long)]
         delay_ms: u64,
     },
+}
+
+/// Where the stream of `reader` / `player` is.
+#[derive(clap::Args)]
+struct SourceArgs {
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    rqbit_api: Option<String>,
+    #[arg(long)]
+    torrent: Option<PathBuf>,
+    #[arg(long)]
+    peer: Option<String>,
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    fn source(self) -> anyhow::Result<reader::Source> {
+        match (self.url, self.rqbit_api) {
+            (Some(u), _) => Ok(reader::Source::Url(u)),
+            (None, Some(api)) => Ok(reader::Source::Rqbit {
+                api,
+                torrent: self.torrent.context("--torrent")?,
+                peer: self.peer.context("--peer")?,
+                out: self.out.context("--out")?,
+            }),
+            _ => anyhow::bail!("--url or --rqbit-api"),
+        }
+    }
 }
 
 fn repo() -> PathBuf {
@@ -215,16 +263,31 @@ async fn bench(cfg: Config, tools: Tools, smoke: bool) -> anyhow::Result<bool> {
     let res = scenario::run(&cfg, &tools).await?;
     write_results(&res, &cfg.out).await?;
     let mesh = res.mesh.iter().flat_map(|m| m.clients.values());
+    let played = res.player.iter().flat_map(|p| p.clients.values());
     let failed = res
         .clients
         .values()
         .chain(mesh)
+        .chain(played)
         .any(|f| !f.errors.is_empty() || (f.skipped.is_none() && f.startup.is_empty()));
     if smoke {
-        let missing = res.clients.values().any(|f| f.skipped.is_some());
+        let missing = res.clients.values().any(|f| f.skipped.is_some())
+            || res.player.as_ref().is_none_or(|p| p.skipped.is_some());
         return Ok(!failed && !missing);
     }
     Ok(true)
+}
+
+/// A frame size `WxH` (ffmpeg's syntax), checked.
+fn frame(s: &str) -> anyhow::Result<String> {
+    let ok = s.split_once('x').is_some_and(|(w, h)| {
+        w.parse::<u16>().is_ok_and(|w| w >= 16) && h.parse::<u16>().is_ok_and(|h| h >= 16)
+    });
+    anyhow::ensure!(
+        ok,
+        "--player-frame must be WIDTHxHEIGHT (e.g. 1280x720), not {s:?}"
+    );
+    Ok(s.to_owned())
 }
 
 fn mbit(x: f64) -> u64 {
@@ -257,11 +320,7 @@ async fn main() -> ExitCode {
     let job = async {
         match cli.cmd {
             Cmd::Reader {
-                url,
-                rqbit_api,
-                torrent,
-                peer,
-                out,
+                source,
                 size,
                 seed,
                 startup_bytes,
@@ -269,24 +328,32 @@ async fn main() -> ExitCode {
                 seek_bytes,
                 deadline,
             } => {
-                let source = match (url, rqbit_api) {
-                    (Some(u), _) => reader::Source::Url(u),
-                    (None, Some(api)) => reader::Source::Rqbit {
-                        api,
-                        torrent: torrent.context("--torrent")?,
-                        peer: peer.context("--peer")?,
-                        out: out.context("--out")?,
-                    },
-                    _ => anyhow::bail!("--url or --rqbit-api"),
-                };
                 let rep = reader::run(reader::Plan {
-                    source,
+                    source: source.source()?,
                     size,
                     seed,
                     startup_bytes,
                     seeks,
                     seek_bytes,
                     deadline: Duration::from_secs(deadline),
+                })
+                .await;
+                println!("{}", serde_json::to_string(&rep)?);
+                Ok(true)
+            }
+            Cmd::Player {
+                source,
+                seeks,
+                watch_ms,
+                deadline,
+                mpv,
+            } => {
+                let rep = player::run(player::Plan {
+                    source: source.source()?,
+                    seeks,
+                    watch: Duration::from_millis(watch_ms),
+                    deadline: Duration::from_secs(deadline),
+                    mpv,
                 })
                 .await;
                 println!("{}", serde_json::to_string(&rep)?);
@@ -340,6 +407,12 @@ async fn main() -> ExitCode {
                         bitrate_bps: mbit(2.0),
                         film_secs: 16.0,
                     },
+                    player: scenario::PlayerConfig {
+                        film_secs: 8.0,
+                        video_bps: mbit(1.0),
+                        frame: "320x180".into(),
+                        watch_secs: 2.0,
+                    },
                     work: work.clone(),
                     out,
                 };
@@ -365,6 +438,10 @@ async fn main() -> ExitCode {
                 mesh_rtt_ms,
                 mesh_bitrate_mbit,
                 mesh_film_secs,
+                player_film_secs,
+                player_video_mbit,
+                player_frame,
+                player_watch_secs,
                 deadline,
             } => {
                 for (name, v) in [
@@ -377,6 +454,8 @@ async fn main() -> ExitCode {
                     ("--mesh-uplink-mbit", mesh_uplink_mbit),
                     ("--mesh-bitrate-mbit", mesh_bitrate_mbit),
                     ("--mesh-film-secs", mesh_film_secs),
+                    ("--player-video-mbit", player_video_mbit),
+                    ("--player-watch-secs", player_watch_secs),
                 ] {
                     if !(v.is_finite() && v > 0.0) {
                         anyhow::bail!("{name} must be a number above 0, not {v}");
@@ -420,6 +499,12 @@ async fn main() -> ExitCode {
                         rtt_ms: mesh_rtt_ms,
                         bitrate_bps: mbit(mesh_bitrate_mbit),
                         film_secs: mesh_film_secs,
+                    },
+                    player: scenario::PlayerConfig {
+                        film_secs: player_film_secs.max(0.0),
+                        video_bps: mbit(player_video_mbit),
+                        frame: frame(&player_frame)?,
+                        watch_secs: player_watch_secs,
                     },
                     work: work.clone(),
                     out,

@@ -53,6 +53,9 @@ pub struct ReadReport {
     pub samples: Vec<(u64, u64)>,
     /// Seeks, in order.
     pub seeks: Vec<SeekReport>,
+    /// (start, end) of each stall of a real player (`kino-bench player` only), µs.
+    #[serde(default)]
+    pub stalls: Vec<(u64, u64)>,
 }
 
 /// Where the stream is.
@@ -128,6 +131,37 @@ async fn rqbit_add(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => bail!("rqbit API unreachable: {e}"),
+        }
+    }
+}
+
+/// The stream's URL (for rqbit, after adding the torrent through its API).
+pub async fn resolve(source: &Source, until: tokio::time::Instant) -> anyhow::Result<String> {
+    match source {
+        Source::Url(u) => Ok(u.clone()),
+        Source::Rqbit {
+            api,
+            torrent,
+            peer,
+            out,
+        } => rqbit_add(&client()?, api, torrent, peer, out, until).await,
+    }
+}
+
+/// Waits until the server of `url` accepts TCP connections (20 ms apart, until `until`): a
+/// player given the URL before the client's server listens gives up at once, where the reader
+/// retries. Only connects, so the client sees no request it would not see from the player.
+pub async fn wait_until_listening(url: &str, until: tokio::time::Instant) -> anyhow::Result<()> {
+    let u = reqwest::Url::parse(url).with_context(|| format!("bad URL {url}"))?;
+    let host = u.host_str().context("URL without a host")?.to_owned();
+    let port = u.port_or_known_default().context("URL without a port")?;
+    loop {
+        match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+            Ok(_) => return Ok(()),
+            Err(_) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => bail!("{url} does not accept connections: {e}"),
         }
     }
 }
@@ -211,15 +245,7 @@ pub async fn run(p: Plan) -> ReadReport {
 async fn run_inner(p: &Plan, rep: &mut ReadReport) -> anyhow::Result<()> {
     let until = tokio::time::Instant::now() + p.deadline;
     let c = client()?;
-    let url = match &p.source {
-        Source::Url(u) => u.clone(),
-        Source::Rqbit {
-            api,
-            torrent,
-            peer,
-            out,
-        } => rqbit_add(&c, api, torrent, peer, out, until).await?,
-    };
+    let url = resolve(&p.source, until).await?;
     let first_read = if p.seeks.is_empty() {
         p.size
     } else {

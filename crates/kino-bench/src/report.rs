@@ -3,9 +3,12 @@
 
 use crate::clients::Kind;
 use crate::metrics::{self, Summary};
-use crate::scenario::{ClientFigures, Results};
+use crate::scenario::{ClientFigures, PlayerResults, Results};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// The startup row of scenarios 1-3 and 6.
+const STARTUP_ROW: &str = "startup (10 s readable)";
 
 fn cell(s: Option<Summary>, unit: &str, kino: Option<Summary>, is_kino: bool) -> String {
     let Some(s) = s else { return "–".into() };
@@ -27,9 +30,10 @@ type Metric = (
     Box<dyn Fn(&ClientFigures) -> Vec<f64>>,
 );
 
-/// The per-client table of scenarios 1-3 (and 6): one row per metric, one column per client,
-/// each peer's cell with its ratio to Kino. Rows no client has figures for are left out.
-fn client_table(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>) {
+/// The per-client table of scenarios 1-3 (and 6, 7): one row per metric, one column per
+/// client, each peer's cell with its ratio to Kino. Rows no client has figures for are left
+/// out. `startup` names the startup row (what "started" means in that scenario).
+fn client_table(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>, startup: &'static str) {
     let kinds: Vec<Kind> = clients.keys().copied().collect();
     let _ = write!(o, "| metric |");
     for k in &kinds {
@@ -47,7 +51,7 @@ fn client_table(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>) {
             Box::new(|f: &ClientFigures| f.ttfb.clone()),
         ),
         (
-            "startup (10 s readable)",
+            startup,
             " s",
             Box::new(|f: &ClientFigures| f.startup.clone()),
         ),
@@ -158,7 +162,7 @@ pub fn markdown(r: &Results) -> String {
         r.reps
     );
     if r.reps > 0 {
-        client_table(&mut o, &r.clients);
+        client_table(&mut o, &r.clients, STARTUP_ROW);
         let _ = writeln!(
             o,
             "\nPhysical limit of startup: {:.2} s = whole pieces holding the first {:.0} s / ({:.1} Mbit/s × {:.3} goodput) + {} RTT. \
@@ -190,13 +194,16 @@ pub fn markdown(r: &Results) -> String {
             c.bitrate_bps as f64 * 100.0 / (c.uplink_bps as f64 * c.seeders as f64),
             r.startup_secs,
         );
-        client_table(&mut o, &m.clients);
+        client_table(&mut o, &m.clients, STARTUP_ROW);
         let _ = writeln!(
             o,
             "\nPhysical limit of startup over the {} links: {:.2} s; of a seek on idle links: {:.2} s.",
             c.seeders, m.startup_limit, m.seek_limit
         );
         client_notes(&mut o, &m.clients);
+    }
+    if let Some(p) = &r.player {
+        player_section(&mut o, p);
     }
     if !r.swarm.is_empty() {
         let _ = writeln!(
@@ -276,6 +283,37 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(o, "- {line}");
     }
     o
+}
+
+/// Scenario 7's section: the film, then the table (startup = mpv playing).
+fn player_section(o: &mut String, p: &PlayerResults) {
+    let c = &p.config;
+    let _ = writeln!(o, "\n### A real film in mpv\n");
+    if let Some(why) = &p.skipped {
+        let _ = writeln!(o, "Not run: {why}.");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "Film made by ffmpeg from its test sources: {:.0} s of {} H.264 (CBR {:.1} Mbit/s, a keyframe every 2 s) and AAC, \
+         {:.1} MB ({:.2} Mbit/s on average), `moov` index at the end ({}), pieces of {} KiB; scenario 1's seeder and link. \
+         {} (no video or audio output, otherwise its defaults) plays each client's stream: time from the client's spawn \
+         until mpv plays, its pauses for the cache during the first {:.0} s of playback, then seeks (mpv's `seek P \
+         absolute-percent`) until it plays again.\n",
+        c.film_secs,
+        c.frame,
+        c.video_bps as f64 / 1e6,
+        p.size as f64 / 1e6,
+        p.bitrate_bps as f64 / 1e6,
+        p.index_at
+            .map(|at| format!("at byte {at}"))
+            .unwrap_or_else(|| "not found".into()),
+        p.piece / 1024,
+        p.mpv,
+        c.watch_secs,
+    );
+    client_table(o, &p.clients, "mpv playing");
+    client_notes(o, &p.clients);
 }
 
 /// The startup and seek targets on one scenario's clients, each line prefixed with `label`.
@@ -454,7 +492,82 @@ mod tests {
                     (Kind::Libtorrent, figures(&[2.2, 2.2], &[2.8, 2.8])),
                 ]),
             }),
+            player: None,
         }
+    }
+
+    #[test]
+    fn the_real_film_table_says_when_mpv_played() {
+        let mut r = results();
+        let kino = ClientFigures {
+            version: "v".into(),
+            startup: vec![1.2, 1.4],
+            stalls: vec![0.0, 1.0],
+            stall_s: vec![0.0, 0.5],
+            seek: BTreeMap::from([("30%".to_string(), vec![0.8, 1.0])]),
+            ..Default::default()
+        };
+        let rqbit = ClientFigures {
+            startup: vec![2.6, 2.6],
+            ..kino.clone()
+        };
+        let lt = ClientFigures {
+            skipped: Some("no HTTP stream to give mpv".into()),
+            ..Default::default()
+        };
+        r.player = Some(PlayerResults {
+            config: crate::scenario::PlayerConfig {
+                film_secs: 60.0,
+                video_bps: 4_000_000,
+                frame: "1280x720".into(),
+                watch_secs: 10.0,
+            },
+            skipped: None,
+            mpv: "mpv 0.35".into(),
+            size: 31_000_000,
+            piece: 256 * 1024,
+            bitrate_bps: 4_130_000,
+            index_at: Some(30_990_000),
+            clients: BTreeMap::from([
+                (Kind::Kino, kino),
+                (Kind::Rqbit, rqbit),
+                (Kind::Libtorrent, lt),
+            ]),
+        });
+        let md = markdown(&r);
+        let section = md
+            .split("### A real film in mpv")
+            .nth(1)
+            .and_then(|s| s.split("### Targets").next())
+            .expect("a section for scenario 7");
+        assert!(
+            section.contains("`moov` index at the end (at byte 30990000)"),
+            "{section}"
+        );
+        assert!(
+            section.contains(
+                "| mpv playing | 1.30 s [1.20–1.40] | n/a | 2.60 s [2.60–2.60] (2.00×) |"
+            ),
+            "{section}"
+        );
+        assert!(
+            section.contains("| stalls during playback | 0.50 [0.00–1.00] | n/a |"),
+            "{section}"
+        );
+        assert!(!section.contains("time to first byte"), "{section}");
+        assert!(
+            section.contains("libtorrent: not run: no HTTP stream to give mpv"),
+            "{section}"
+        );
+
+        r.player = Some(PlayerResults {
+            skipped: Some("ffmpeg or mpv is not installed".into()),
+            ..Default::default()
+        });
+        assert!(
+            markdown(&r)
+                .contains("### A real film in mpv\n\nNot run: ffmpeg or mpv is not installed.")
+        );
     }
 
     #[test]

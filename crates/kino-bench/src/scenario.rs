@@ -5,6 +5,8 @@
 //! arrival curve. 3 seek: a fresh session reads the first 10 s, then seeks to 30/60/90 %.
 //! 4 swarm: an origin and N viewers joining staggered, sharing on and off. 5 throughput: a big
 //! file, unthrottled. 6 mesh: several slow seeders far away, one viewer, startup and seeks.
+//! 7 real film: an H.264/AAC MP4 made by ffmpeg (index at the end), played by mpv through each
+//! client's stream on scenario 1's link: time until mpv plays, its stalls, its seeks.
 //! Reps interleave the clients (rotated order), so drift hits all alike.
 
 use crate::clients::{self, Kind, Proc, Tools, ViewRun, ViewSpec};
@@ -61,6 +63,8 @@ pub struct Config {
     pub throughput_bytes: u64,
     /// Scenario 6: several slow seeders (0: skip).
     pub mesh: MeshConfig,
+    /// Scenario 7: a real film in mpv (film_secs 0: skip).
+    pub player: PlayerConfig,
     /// The config file Kino ran with, if not its defaults (recorded in the results).
     pub kino_config: Option<String>,
     /// Work folder (deleted at the end).
@@ -100,6 +104,43 @@ pub struct MeshResults {
     /// Physical limit of a seek over the aggregate uplink (idle links), s.
     pub seek_limit: f64,
     /// Per client (startup, time to first byte and seeks; no playback run).
+    pub clients: BTreeMap<Kind, ClientFigures>,
+}
+
+/// Scenario 7: a real film (made by ffmpeg from its test sources: H.264 at a constant bitrate,
+/// AAC, in an MP4 whose `moov` index sits at the end, as ffmpeg writes it without
+/// `+faststart`) played by mpv through each client's stream, on scenario 1's link.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PlayerConfig {
+    /// Film length, s (0: skip the scenario).
+    pub film_secs: f64,
+    /// Video bitrate given to x264 (CBR), bit/s.
+    pub video_bps: u64,
+    /// Frame size, `WxH`.
+    pub frame: String,
+    /// Playback watched for stalls after startup, before the seeks, s.
+    pub watch_secs: f64,
+}
+
+/// Scenario 7's figures.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PlayerResults {
+    /// What ran.
+    pub config: PlayerConfig,
+    /// Why the scenario did not run (no ffmpeg or mpv).
+    pub skipped: Option<String>,
+    /// mpv's version.
+    pub mpv: String,
+    /// Film size, bytes.
+    pub size: u64,
+    /// Piece length.
+    pub piece: u64,
+    /// Average bitrate of the file (size / duration), bit/s.
+    pub bitrate_bps: u64,
+    /// Where the `moov` index starts, bytes.
+    pub index_at: Option<u64>,
+    /// Per client: `startup` = spawn to mpv playing, `stalls`/`stall_s` while watching,
+    /// `seek` = seek command to mpv playing again.
     pub clients: BTreeMap<Kind, ClientFigures>,
 }
 
@@ -204,6 +245,9 @@ pub struct Results {
     /// Scenario 6 (absent in results of runs before it existed).
     #[serde(default)]
     pub mesh: Option<MeshResults>,
+    /// Scenario 7 (absent in results of runs before it existed).
+    #[serde(default)]
+    pub player: Option<PlayerResults>,
     /// The config file Kino ran with, when not its defaults.
     #[serde(default)]
     pub kino_config: Option<String>,
@@ -295,12 +339,24 @@ fn make_film(
     std::fs::create_dir_all(dir)?;
     let film = dir.join("film.mp4");
     data::write_film(&film, SEED, size)?;
+    make_torrent(tools, &film, size, piece)
+}
+
+/// Makes `dir.torrent` for the film `dir/film.mp4` with libtorrent; returns (torrent, piece
+/// length).
+fn make_torrent(
+    tools: &Tools,
+    film: &Path,
+    size: u64,
+    piece: Option<u32>,
+) -> anyhow::Result<(PathBuf, u64)> {
+    let dir = film.parent().context("film without a folder")?;
     let torrent = dir.with_extension("torrent");
     let piece = piece.unwrap_or_else(|| streaming_piece_length(size));
     let out = std::process::Command::new("/usr/bin/python3")
         .arg(tools.repo.join("bench/lt_bench.py"))
         .args(["create", "--piece-length", &piece.to_string(), "--path"])
-        .arg(&film)
+        .arg(film)
         .arg("--out")
         .arg(&torrent)
         .output()
@@ -400,6 +456,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         throughput: Vec::new(),
         throughput_size: 0,
         mesh: None,
+        player: None,
         kino_config: cfg.kino_config.clone(),
     };
     res.recompute_limits();
@@ -461,6 +518,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                         seek_bytes,
                         share: true,
                         deadline: cfg.deadline,
+                        player_watch: None,
                     };
                     let dir = cfg.work.join(format!("run-{rep}-{phase}-{}", k.name()));
                     let f = res.clients.get_mut(&k).context("client")?;
@@ -540,6 +598,9 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     }
     if cfg.mesh.seeders > 0 && cfg.reps > 0 && !active.is_empty() {
         res.mesh = Some(mesh(cfg, tools, &res.clients, &active).await?);
+    }
+    if cfg.player.film_secs > 0.0 && cfg.reps > 0 && !active.is_empty() {
+        res.player = Some(player(cfg, tools, &res.clients, &active).await?);
     }
     if cfg.throughput_bytes > 0 {
         res.throughput_size = cfg.throughput_bytes;
@@ -631,6 +692,7 @@ async fn mesh(
                 seek_bytes,
                 share: true,
                 deadline: cfg.deadline,
+                player_watch: None,
             };
             let dir = cfg.work.join(format!("mesh-{rep}-{}", k.name()));
             let f = out.clients.get_mut(&k).context("client")?;
@@ -643,6 +705,176 @@ async fn mesh(
         }
     }
     drop(seeders);
+    drop(topo);
+    Ok(out)
+}
+
+/// Whether `prog -version` runs.
+fn runs(prog: &str) -> bool {
+    std::process::Command::new(prog)
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Encodes scenario 7's film with ffmpeg into `dir/film.mp4`; returns its size.
+fn encode_film(dir: &Path, c: &PlayerConfig) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let film = dir.join("film.mp4");
+    let v = c.video_bps.to_string();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={}:rate=30", c.frame))
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+        ])
+        .arg(c.film_secs.to_string())
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "60",
+        ])
+        .args(["-b:v", &v, "-minrate", &v, "-maxrate", &v, "-bufsize", &v])
+        .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "128k"])
+        .arg(&film)
+        .output()
+        .context("cannot run ffmpeg")?;
+    if !out.status.success() {
+        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(std::fs::metadata(&film)?.len())
+}
+
+/// Where the film's index (`moov`) starts, found as Kino finds it.
+fn index_at(film: &Path, len: u64) -> Option<u64> {
+    use kino_media::{IndexLocator, Step};
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(film).ok()?;
+    let mut loc = IndexLocator::new("film.mp4", len);
+    for _ in 0..64 {
+        match loc.next_step() {
+            Step::Read { offset, len } => {
+                let mut buf = vec![0u8; len.min(1 << 20)];
+                let n = f.read_at(&mut buf, offset).ok()?;
+                loc.feed(offset, &buf[..n]).ok()?;
+            }
+            Step::Done(m) => return m.index_ranges.first().map(|r| r.start),
+        }
+    }
+    None
+}
+
+/// Scenario 7: one libtorrent seeder on scenario 1's link; each client's stream is played by
+/// mpv (`kino-bench player`): time until it plays, stalls while watching, then seeks.
+async fn player(
+    cfg: &Config,
+    tools: &Tools,
+    clients: &BTreeMap<Kind, ClientFigures>,
+    active: &[Kind],
+) -> anyhow::Result<PlayerResults> {
+    let c = &cfg.player;
+    let mut out = PlayerResults {
+        config: c.clone(),
+        ..Default::default()
+    };
+    if !runs("ffmpeg") || !runs("mpv") {
+        out.skipped = Some(
+            "ffmpeg or mpv is not installed (scripts/install-bench-peers installs them)".into(),
+        );
+        return Ok(out);
+    }
+    out.mpv = std::process::Command::new("mpv")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).into_owned();
+            // "mpv 0.35.1 Copyright ..." -> "mpv 0.35.1"
+            let first = s.lines().next()?;
+            Some(
+                first
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .unwrap_or_default();
+    let dir = cfg.work.join("realfilm");
+    let size = encode_film(&dir, c)?;
+    let (torrent, piece) = make_torrent(tools, &dir.join("film.mp4"), size, cfg.piece_length)?;
+    out.size = size;
+    out.piece = piece;
+    out.bitrate_bps = (size as f64 * 8.0 / c.film_secs) as u64;
+    out.index_at = index_at(&dir.join("film.mp4"), size);
+    out.clients = clients
+        .iter()
+        .map(|(k, f)| {
+            let fresh = ClientFigures {
+                version: f.version.clone(),
+                skipped: match k {
+                    Kind::Libtorrent => Some("no HTTP stream to give mpv".into()),
+                    _ => f.skipped.clone(),
+                },
+                ..Default::default()
+            };
+            (*k, fresh)
+        })
+        .collect();
+    eprintln!(
+        "real film: {size} bytes, {:.2} Mbit/s average, moov at {:?}; seeder uplink {:.1} Mbit/s, RTT +{} ms",
+        out.bitrate_bps as f64 / 1e6,
+        out.index_at,
+        cfg.uplink_bps as f64 / 1e6,
+        cfg.rtt_ms
+    );
+    let topo = Topology::new(&[
+        Caps {
+            up_bps: Some(cfg.uplink_bps),
+            down_bps: None,
+        },
+        Caps::default(),
+    ])?;
+    let logs = cfg.work.join("player-logs");
+    std::fs::create_dir_all(&logs)?;
+    let seeder = start_seeder(tools, &topo, 0, &torrent, &dir, cfg.rtt_ms, &logs).await?;
+    let playable: Vec<Kind> = active
+        .iter()
+        .copied()
+        .filter(|k| out.clients.get(k).is_some_and(|f| f.skipped.is_none()))
+        .collect();
+    for rep in 0..cfg.reps {
+        let mut order = playable.clone();
+        order.rotate_left(rep % playable.len().max(1));
+        for &k in &order {
+            let spec = ViewSpec {
+                torrent: torrent.clone(),
+                peers: vec![seeder.addr.clone()],
+                size,
+                seed: SEED,
+                bitrate: out.bitrate_bps as f64 / 8.0,
+                startup_bytes: 0,
+                seeks: cfg.seeks.clone(),
+                seek_bytes: 0,
+                share: true,
+                deadline: cfg.deadline,
+                player_watch: Some(Duration::from_secs_f64(c.watch_secs)),
+            };
+            let d = cfg.work.join(format!("mpv-{rep}-{}", k.name()));
+            let f = out.clients.get_mut(&k).context("client")?;
+            let run = Run {
+                k,
+                rep,
+                phase: "mpv",
+            };
+            view_recorded(run, tools, &topo.nodes[1], &spec, &d, f, None).await;
+        }
+    }
+    drop(seeder);
     drop(topo);
     Ok(out)
 }
@@ -698,7 +930,18 @@ fn record(
         f.errors.push(format!("{phase}: {e}"));
     }
     let mut line = String::new();
-    if let Some(t) = metrics::ttfb(&run) {
+    if spec.player_watch.is_some() {
+        // mpv: "first byte" is when it started playing; stalls are its own.
+        if let Some(t) = metrics::ttfb(&run) {
+            f.startup.push(t);
+            line += &format!("playing {t:.2} s ");
+            let st = &run.report.stalls;
+            let total: u64 = st.iter().map(|(a, b)| b.saturating_sub(*a)).sum();
+            f.stalls.push(st.len() as f64);
+            f.stall_s.push(total as f64 / 1e6);
+            line += &format!("stalls {} ({:.1} s) ", st.len(), total as f64 / 1e6);
+        }
+    } else if let Some(t) = metrics::ttfb(&run) {
         f.ttfb.push(t);
         line += &format!("ttfb {t:.2} s ");
     }
@@ -787,6 +1030,7 @@ async fn swarm(
             seek_bytes: 0,
             share,
             deadline: cfg.deadline,
+            player_watch: None,
         };
         peers.push(format!("{}:6881", node.ip));
         let tools = tools.clone();
@@ -878,6 +1122,7 @@ async fn throughput(
             seek_bytes: 0,
             share: true,
             deadline: cfg.deadline.max(Duration::from_secs(300)),
+            player_watch: None,
         };
         let dir = logs.join(k.name());
         let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;

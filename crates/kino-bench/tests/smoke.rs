@@ -1,4 +1,4 @@
-//! Runs `kino-bench smoke` (Kino and libtorrent, tiny sizes, scenarios 1-3 and 6 once, in network
+//! Runs `kino-bench smoke` (Kino and libtorrent, tiny sizes, scenarios 1-3, 6 and 7 once, in network
 //! namespaces). Needs root and iproute2: without them it fails with a message saying so, rather
 //! than skipping silently.
 
@@ -74,6 +74,22 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
         return Err(format!(
             "the several-seeders table has no figures:\n{table}"
         ));
+    }
+    // Scenario 7 ran too: mpv played Kino's stream of the ffmpeg-made film and seeked in it.
+    let film = table
+        .split("### A real film in mpv")
+        .nth(1)
+        .ok_or_else(|| format!("no table of the real-film scenario:\n{table}"))?;
+    let kino_cell = |row: &str| {
+        film.lines()
+            .find(|l| l.starts_with(row))
+            .and_then(|l| l.split('|').nth(2).map(|c| c.trim().to_owned()))
+    };
+    for row in ["| mpv playing |", "| seek to 60%: to play |"] {
+        match kino_cell(row) {
+            Some(c) if c.ends_with(" s") => {}
+            other => return Err(format!("no Kino figure in {row} ({other:?}):\n{table}")),
+        }
     }
     eprintln!("kino-bench smoke took {elapsed:?}");
     // Nothing left behind: no namespace of this run remains.
