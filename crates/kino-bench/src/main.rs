@@ -113,6 +113,9 @@ enum Cmd {
         /// Scenario 7 playback watched for stalls before the seeks, s.
         #[arg(long, default_value_t = 10.0)]
         player_watch_secs: f64,
+        /// Scenario 7 film with its index at the front (`-movflags +faststart`).
+        #[arg(long)]
+        player_faststart: bool,
         /// Per-run deadline, s.
         #[arg(long, default_value_t = 120)]
         deadline: u64,
@@ -412,6 +415,7 @@ async fn main() -> ExitCode {
                         video_bps: mbit(1.0),
                         frame: "320x180".into(),
                         watch_secs: 2.0,
+                        faststart: false,
                     },
                     work: work.clone(),
                     out,
@@ -442,6 +446,7 @@ async fn main() -> ExitCode {
                 player_video_mbit,
                 player_frame,
                 player_watch_secs,
+                player_faststart,
                 deadline,
             } => {
                 for (name, v) in [
@@ -505,6 +510,7 @@ async fn main() -> ExitCode {
                         video_bps: mbit(player_video_mbit),
                         frame: frame(&player_frame)?,
                         watch_secs: player_watch_secs,
+                        faststart: player_faststart,
                     },
                     work: work.clone(),
                     out,

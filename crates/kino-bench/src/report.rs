@@ -296,7 +296,7 @@ fn player_section(o: &mut String, p: &PlayerResults) {
     let _ = writeln!(
         o,
         "Film made by ffmpeg from its test sources: {:.0} s of {} H.264 (CBR {:.1} Mbit/s, a keyframe every 2 s) and AAC, \
-         {:.1} MB ({:.2} Mbit/s on average), `moov` index at the end ({}), pieces of {} KiB; scenario 1's seeder and link. \
+         {:.1} MB ({:.2} Mbit/s on average), `moov` index at the {} ({}), pieces of {} KiB; scenario 1's seeder and link. \
          {} (no video or audio output, otherwise its defaults) plays each client's stream: time from the client's spawn \
          until mpv plays, its pauses for the cache during the first {:.0} s of playback, then seeks (mpv's `seek P \
          absolute-percent`) until it plays again.\n",
@@ -305,6 +305,11 @@ fn player_section(o: &mut String, p: &PlayerResults) {
         c.video_bps as f64 / 1e6,
         p.size as f64 / 1e6,
         p.bitrate_bps as f64 / 1e6,
+        if c.faststart {
+            "front (`+faststart`)"
+        } else {
+            "end"
+        },
         p.index_at
             .map(|at| format!("at byte {at}"))
             .unwrap_or_else(|| "not found".into()),
@@ -521,6 +526,7 @@ mod tests {
                 video_bps: 4_000_000,
                 frame: "1280x720".into(),
                 watch_secs: 10.0,
+                faststart: false,
             },
             skipped: None,
             mpv: "mpv 0.35".into(),

@@ -109,7 +109,8 @@ pub struct MeshResults {
 
 /// Scenario 7: a real film (made by ffmpeg from its test sources: H.264 at a constant bitrate,
 /// AAC, in an MP4 whose `moov` index sits at the end, as ffmpeg writes it without
-/// `+faststart`) played by mpv through each client's stream, on scenario 1's link.
+/// `+faststart`, or at the front with `faststart`) played by mpv through each client's stream,
+/// on scenario 1's link.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PlayerConfig {
     /// Film length, s (0: skip the scenario).
@@ -120,6 +121,9 @@ pub struct PlayerConfig {
     pub frame: String,
     /// Playback watched for stalls after startup, before the seeks, s.
     pub watch_secs: f64,
+    /// Write the `moov` index at the front (`-movflags +faststart`) instead of the end.
+    #[serde(default)]
+    pub faststart: bool,
 }
 
 /// Scenario 7's figures.
@@ -740,6 +744,11 @@ fn encode_film(dir: &Path, c: &PlayerConfig) -> anyhow::Result<u64> {
         ])
         .args(["-b:v", &v, "-minrate", &v, "-maxrate", &v, "-bufsize", &v])
         .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "128k"])
+        .args(if c.faststart {
+            &["-movflags", "+faststart"][..]
+        } else {
+            &[]
+        })
         .arg(&film)
         .output()
         .context("cannot run ffmpeg")?;
