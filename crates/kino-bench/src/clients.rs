@@ -41,6 +41,12 @@ impl Kind {
         Kind::Rqbit,
     ];
 
+    /// Whether the client serves its stream over HTTP (libtorrent's bench script reads from
+    /// disk instead), so a player can be given it.
+    pub fn has_http_stream(self) -> bool {
+        self != Kind::Libtorrent
+    }
+
     /// Name in tables.
     pub fn name(self) -> &'static str {
         match self {
@@ -129,15 +135,7 @@ impl Tools {
                 .and_then(|v| v["version"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| "?".into())
         };
-        let run = |prog: &Path, args: &[&str]| -> String {
-            std::process::Command::new(prog)
-                .args(args)
-                .output()
-                .ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "?".into())
-        };
+        let run = |prog: &Path, args: &[&str]| stdout_of(prog, args).unwrap_or_else(|| "?".into());
         match k {
             Kind::Kino => {
                 let v = run(&self.kino, &["--version"]);
@@ -155,6 +153,13 @@ impl Tools {
             Kind::Rqbit => run(&self.peers().join("cargo/bin/rqbit"), &["--version"]),
         }
     }
+}
+
+/// What `prog args` prints on stdout (trimmed), if it runs and prints anything.
+pub fn stdout_of(prog: &Path, args: &[&str]) -> Option<String> {
+    let o = std::process::Command::new(prog).args(args).output().ok()?;
+    let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    (o.status.success() && !s.is_empty()).then_some(s)
 }
 
 /// What a viewer run does.
@@ -509,8 +514,8 @@ pub async fn view_keep(
             let r = Proc::spawn_in(ns, &tools.bench, &reader, &dir.join("reader.log"), &[])?;
             (Some(c), r)
         }
-        Kind::Libtorrent if spec.player_watch.is_some() => {
-            bail!("libtorrent has no HTTP stream to give a player")
+        _ if spec.player_watch.is_some() && !k.has_http_stream() => {
+            bail!("{} has no HTTP stream to give a player", k.name())
         }
         Kind::Libtorrent => {
             let script = tools.repo.join("bench/lt_bench.py");

@@ -173,6 +173,17 @@ pub struct ClientFigures {
     pub rss_mib: Vec<f64>,
 }
 
+impl ClientFigures {
+    /// The same client with no figures yet (for another scenario's table).
+    fn fresh(&self) -> ClientFigures {
+        ClientFigures {
+            version: self.version.clone(),
+            skipped: self.skipped.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A swarm run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwarmFigures {
@@ -332,6 +343,38 @@ async fn start_seeder(
     })
 }
 
+/// One libtorrent seeder (uplink capped unless `None`, `rtt_ms` added unless 0) serving the
+/// torrent's data from beside it (`T.torrent` -> `T/`), and one viewer node. Dropping it stops
+/// the seeder first, then removes the namespaces.
+struct SingleLink {
+    seeder: Seeder,
+    topo: Topology,
+}
+
+impl SingleLink {
+    fn viewer(&self) -> &Node {
+        &self.topo.nodes[1]
+    }
+}
+
+async fn single_link(
+    tools: &Tools,
+    uplink_bps: Option<u64>,
+    torrent: &Path,
+    rtt_ms: u64,
+    logs: &Path,
+) -> anyhow::Result<SingleLink> {
+    let seeder_caps = Caps {
+        up_bps: uplink_bps,
+        down_bps: None,
+    };
+    let topo = Topology::new(&[seeder_caps, Caps::default()])?;
+    std::fs::create_dir_all(logs)?;
+    let data = torrent.with_extension("");
+    let seeder = start_seeder(tools, &topo, 0, torrent, &data, rtt_ms, logs).await?;
+    Ok(SingleLink { seeder, topo })
+}
+
 /// Writes the film and its torrent (made by libtorrent, the neutral party, with Kino's piece
 /// length rule unless given) under `dir`; returns (torrent, piece length).
 fn make_film(
@@ -486,23 +529,12 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         res.clients.insert(k, f);
     }
     if cfg.reps > 0 && !active.is_empty() {
-        let topo = Topology::new(&[
-            Caps {
-                up_bps: Some(cfg.uplink_bps),
-                down_bps: None,
-            },
-            Caps::default(),
-        ])?;
-        let logs = cfg.work.join("logs");
-        std::fs::create_dir_all(&logs)?;
-        let seeder = start_seeder(
+        let link = single_link(
             tools,
-            &topo,
-            0,
+            Some(cfg.uplink_bps),
             &torrent,
-            &cfg.work.join("film"),
             cfg.rtt_ms,
-            &logs,
+            &cfg.work.join("logs"),
         )
         .await?;
         let mut buffers: BufferRuns = BTreeMap::new();
@@ -513,7 +545,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                 for &k in &order {
                     let spec = ViewSpec {
                         torrent: torrent.clone(),
-                        peers: vec![seeder.addr.clone()],
+                        peers: vec![link.seeder.addr.clone()],
                         size,
                         seed: SEED,
                         bitrate,
@@ -530,7 +562,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                     view_recorded(
                         run,
                         tools,
-                        &topo.nodes[1],
+                        link.viewer(),
                         &spec,
                         &dir,
                         f,
@@ -549,8 +581,7 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
                 f.buffer = runs.swap_remove(runs.len() / 2).1;
             }
         }
-        drop(seeder);
-        drop(topo);
+        drop(link);
     }
     if cfg.swarm_viewers > 0 {
         let swarm_size = (cfg.swarm_film_secs * bitrate) as u64;
@@ -634,17 +665,7 @@ async fn mesh(
         piece,
         startup_limit: 0.0,
         seek_limit: 0.0,
-        clients: clients
-            .iter()
-            .map(|(k, f)| {
-                let fresh = ClientFigures {
-                    version: f.version.clone(),
-                    skipped: f.skipped.clone(),
-                    ..Default::default()
-                };
-                (*k, fresh)
-            })
-            .collect(),
+        clients: clients.iter().map(|(k, f)| (*k, f.fresh())).collect(),
     };
     out.compute_limits(cfg.startup_secs, cfg.seek_secs);
     eprintln!(
@@ -711,16 +732,6 @@ async fn mesh(
     drop(seeders);
     drop(topo);
     Ok(out)
-}
-
-/// Whether `prog -version` runs.
-fn runs(prog: &str) -> bool {
-    std::process::Command::new(prog)
-        .arg("-version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Encodes scenario 7's film with ffmpeg into `dir/film.mp4`; returns its size.
@@ -790,29 +801,15 @@ async fn player(
         config: c.clone(),
         ..Default::default()
     };
-    if !runs("ffmpeg") || !runs("mpv") {
+    let mpv = clients::stdout_of(Path::new("mpv"), &["--version"]);
+    let (Some(mpv), Some(_)) = (mpv, clients::stdout_of(Path::new("ffmpeg"), &["-version"])) else {
         out.skipped = Some(
             "ffmpeg or mpv is not installed (scripts/install-bench-peers installs them)".into(),
         );
         return Ok(out);
-    }
-    out.mpv = std::process::Command::new("mpv")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let s = String::from_utf8_lossy(&o.stdout).into_owned();
-            // "mpv 0.35.1 Copyright ..." -> "mpv 0.35.1"
-            let first = s.lines().next()?;
-            Some(
-                first
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        })
-        .unwrap_or_default();
+    };
+    // "mpv 0.35.1 Copyright ..." -> "mpv 0.35.1"
+    out.mpv = mpv.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     let dir = cfg.work.join("realfilm");
     let size = encode_film(&dir, c)?;
     let (torrent, piece) = make_torrent(tools, &dir.join("film.mp4"), size, cfg.piece_length)?;
@@ -823,14 +820,10 @@ async fn player(
     out.clients = clients
         .iter()
         .map(|(k, f)| {
-            let fresh = ClientFigures {
-                version: f.version.clone(),
-                skipped: match k {
-                    Kind::Libtorrent => Some("no HTTP stream to give mpv".into()),
-                    _ => f.skipped.clone(),
-                },
-                ..Default::default()
-            };
+            let mut fresh = f.fresh();
+            if !k.has_http_stream() {
+                fresh.skipped = Some("no HTTP stream to give mpv".into());
+            }
             (*k, fresh)
         })
         .collect();
@@ -841,16 +834,14 @@ async fn player(
         cfg.uplink_bps as f64 / 1e6,
         cfg.rtt_ms
     );
-    let topo = Topology::new(&[
-        Caps {
-            up_bps: Some(cfg.uplink_bps),
-            down_bps: None,
-        },
-        Caps::default(),
-    ])?;
-    let logs = cfg.work.join("player-logs");
-    std::fs::create_dir_all(&logs)?;
-    let seeder = start_seeder(tools, &topo, 0, &torrent, &dir, cfg.rtt_ms, &logs).await?;
+    let link = single_link(
+        tools,
+        Some(cfg.uplink_bps),
+        &torrent,
+        cfg.rtt_ms,
+        &cfg.work.join("player-logs"),
+    )
+    .await?;
     let playable: Vec<Kind> = active
         .iter()
         .copied()
@@ -862,7 +853,7 @@ async fn player(
         for &k in &order {
             let spec = ViewSpec {
                 torrent: torrent.clone(),
-                peers: vec![seeder.addr.clone()],
+                peers: vec![link.seeder.addr.clone()],
                 size,
                 seed: SEED,
                 bitrate: out.bitrate_bps as f64 / 8.0,
@@ -880,11 +871,10 @@ async fn player(
                 rep,
                 phase: "mpv",
             };
-            view_recorded(run, tools, &topo.nodes[1], &spec, &d, f, None).await;
+            view_recorded(run, tools, link.viewer(), &spec, &d, f, None).await;
         }
     }
-    drop(seeder);
-    drop(topo);
+    drop(link);
     Ok(out)
 }
 
@@ -1095,19 +1085,8 @@ async fn throughput(
 ) -> anyhow::Result<Vec<ThroughputFigures>> {
     let size = cfg.throughput_bytes;
     let (torrent, _) = make_film(tools, &cfg.work.join("bigfilm"), size, cfg.piece_length)?;
-    let topo = Topology::new(&[Caps::default(), Caps::default()])?;
     let logs = cfg.work.join("throughput");
-    std::fs::create_dir_all(&logs)?;
-    let seeder = start_seeder(
-        tools,
-        &topo,
-        0,
-        &torrent,
-        &torrent.with_extension(""),
-        0,
-        &logs,
-    )
-    .await?;
+    let link = single_link(tools, None, &torrent, 0, &logs).await?;
     let mut out = Vec::new();
     for &k in &cfg.clients {
         if let Some(why) = tools.missing(k) {
@@ -1122,7 +1101,7 @@ async fn throughput(
         }
         let spec = ViewSpec {
             torrent: torrent.clone(),
-            peers: vec![seeder.addr.clone()],
+            peers: vec![link.seeder.addr.clone()],
             size,
             seed: SEED,
             bitrate,
@@ -1134,7 +1113,7 @@ async fn throughput(
             player_watch: None,
         };
         let dir = logs.join(k.name());
-        let r = clients::view(k, tools, &topo.nodes[1], &spec, &dir).await;
+        let r = clients::view(k, tools, link.viewer(), &spec, &dir).await;
         let _ = std::fs::remove_dir_all(dir.join("data"));
         let gib = size as f64 / (1u64 << 30) as f64;
         let f = match r {
@@ -1173,8 +1152,7 @@ async fn throughput(
         );
         out.push(f);
     }
-    drop(seeder);
-    drop(topo);
+    drop(link);
     Ok(out)
 }
 
