@@ -42,7 +42,7 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> anyhow::Result<Finished> {
         .stderr(Stdio::piped());
     let child = cmd.spawn().context("spawning kino")?;
     let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });

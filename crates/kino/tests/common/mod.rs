@@ -84,6 +84,9 @@ impl KinoProcess {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().context("spawning kino")?;
         let stdout: ChildStdout = child.stdout.take().context("no stdout")?;
+        // Unbounded on purpose: the reader thread must never stop draining the child's stdout,
+        // or a test that reads only the first lines would block the process it watches.
+        #[allow(clippy::disallowed_methods)]
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
