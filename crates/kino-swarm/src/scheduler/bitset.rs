@@ -76,10 +76,17 @@ impl Bitset {
         self.count == self.len
     }
 
+    /// The members in increasing order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &word)| {
-            (0..64u32)
-                .filter_map(move |bit| (word & (1 << bit) != 0).then_some(w as u32 * 64 + bit))
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    w as u32 * 64 + bit
+                })
+            })
         })
     }
 

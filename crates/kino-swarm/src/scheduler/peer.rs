@@ -8,9 +8,13 @@ use super::bitset::Bitset;
 use super::{Block, SchedulerConfig, secs};
 use crate::wire::BLOCK_LEN;
 
-/// Length of one rate sample: the peer's busy time (requests in flight) that is folded into
-/// the smoothed rate at once.
+/// Shortest rate sample: a sample ends at the first block after this much busy time
+/// (requests in flight), so a slow peer's sample holds at least one block.
 const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+
+/// A sample also ends after this much busy time without a block: a peer that stops
+/// delivering sees its rate fall.
+const QUIET_SAMPLE: Duration = Duration::from_secs(2);
 
 /// Weight of a new sample in the smoothed rate.
 const RATE_WEIGHT: f64 = 0.3;
@@ -56,30 +60,38 @@ impl RateMeter {
         }
     }
 
-    /// Accounts the time since the last call as busy or idle, folding full samples in.
-    fn advance(&mut self, now: Instant, busy: bool) {
+    /// Accounts the time since the last call as busy or idle; `block` bytes arrived now.
+    /// Busy time counts from the first block on (before it, the wait was the first round
+    /// trip). A sample ends at a block once it spans `SAMPLE_PERIOD`, or at `QUIET_SAMPLE`.
+    fn advance(&mut self, now: Instant, busy: bool, block: Option<u32>) {
         if busy && self.started {
             self.sample_busy += now.saturating_duration_since(self.last);
         }
         self.last = self.last.max(now);
-        if self.sample_busy >= SAMPLE_PERIOD {
-            let sample = self.sample_bytes as f64 / self.sample_busy.as_secs_f64();
-            self.smoothed = Some(match self.smoothed {
-                None => sample,
-                Some(old) => old + RATE_WEIGHT * (sample - old),
-            });
-            self.sample_bytes = 0;
-            self.sample_busy = Duration::ZERO;
-        }
-    }
-
-    fn add(&mut self, bytes: u32) {
+        let Some(bytes) = block else {
+            if self.sample_busy >= QUIET_SAMPLE {
+                self.fold();
+            }
+            return;
+        };
         if !self.started {
-            // The busy time so far was the first round trip; measure from here.
             self.started = true;
             return;
         }
         self.sample_bytes += u64::from(bytes);
+        if self.sample_busy >= SAMPLE_PERIOD {
+            self.fold();
+        }
+    }
+
+    fn fold(&mut self) {
+        let sample = self.sample_bytes as f64 / self.sample_busy.as_secs_f64();
+        self.smoothed = Some(match self.smoothed {
+            None => sample,
+            Some(old) => old + RATE_WEIGHT * (sample - old),
+        });
+        self.sample_bytes = 0;
+        self.sample_busy = Duration::ZERO;
     }
 }
 
@@ -100,8 +112,8 @@ pub(super) struct Peer {
     /// Requests we cancelled or dropped (choke) that the peer may still answer.
     pub(super) released: VecDeque<Block>,
     pub(super) rate: RateMeter,
-    /// The smallest request-to-arrival time less transfer time seen (see `learn`).
-    pub(super) rtt: Option<Duration>,
+    /// The smallest request-to-block time seen (see `learn`).
+    pub(super) min_took: Option<Duration>,
     /// Since when we have been waiting for a block from it (requests in flight, none arrived
     /// since); `None` with nothing in flight.
     pub(super) waiting_since: Option<Instant>,
@@ -119,7 +131,7 @@ impl Peer {
             in_flight_bytes: 0,
             released: VecDeque::new(),
             rate: RateMeter::new(now),
-            rtt: None,
+            min_took: None,
             waiting_since: None,
         }
     }
@@ -127,7 +139,7 @@ impl Peer {
     /// Moves the peer's clock to `now`; call before changing `in_flight`.
     pub(super) fn tick(&mut self, now: Instant) {
         let busy = !self.in_flight.is_empty();
-        self.rate.advance(now, busy);
+        self.rate.advance(now, busy, None);
     }
 
     /// The measured rate in bytes/s, if a sample has been taken.
@@ -143,7 +155,7 @@ impl Peer {
     }
 
     pub(super) fn rtt_or_guess(&self, cfg: &SchedulerConfig) -> Duration {
-        self.rtt.unwrap_or(cfg.default_rtt)
+        self.rtt().unwrap_or(cfg.default_rtt)
     }
 
     pub(super) fn is_seed(&self) -> bool {
@@ -205,12 +217,16 @@ impl Peer {
         ((bytes / f64::from(BLOCK_LEN)).ceil() as usize).max(1)
     }
 
-    /// Whether its oldest request is overdue: it is not delivering now, whatever its rate
-    /// says.
+    /// Whether it is not delivering now, whatever its rate says: its oldest request is
+    /// overdue and no block came for `stall_floor`.
     pub(super) fn head_stalled(&self, now: Instant, cfg: &SchedulerConfig) -> bool {
-        self.in_flight.first().is_some_and(|head| {
-            now.saturating_duration_since(head.sent_at) >= cfg.stall_timeout(head.expected)
-        })
+        let quiet = self
+            .waiting_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= cfg.stall_floor);
+        quiet
+            && self.in_flight.first().is_some_and(|head| {
+                now.saturating_duration_since(head.sent_at) >= cfg.stall_timeout(head.expected)
+            })
     }
 
     pub(super) fn position(&self, block: Block) -> Option<usize> {
@@ -269,26 +285,33 @@ impl Peer {
     /// Accounts a block of `len` bytes arriving at `now`, before the request list changes:
     /// its bytes belong to the busy time that ends now.
     pub(super) fn on_block(&mut self, len: u32, now: Instant) {
-        self.rate.add(len);
-        self.tick(now);
+        let busy = !self.in_flight.is_empty();
+        self.rate.advance(now, busy, Some(len));
     }
 
     /// Learns from a block that answered `request` (already taken out of the list) at `now`:
     /// the snub clock restarts, and the RTT estimate may fall.
     ///
     /// A block arrives one RTT plus its own transfer time after its request at the soonest,
-    /// later when it queued behind other requests at the peer: every `took - transfer` is an
-    /// upper bound on the RTT, and the smallest is the tightest. Requests sent to an idle
-    /// peer (at the start, after a pause) give the exact value; a full pipeline hides it, so
-    /// the estimate is the smallest sample seen, never raised by queueing.
+    /// later when it queued behind other requests at the peer: the smallest request-to-block
+    /// time seen is the tightest bound, and is exact for a request sent to an idle peer (at
+    /// the start, after a pause). A full pipeline hides the RTT, so queueing never raises
+    /// the estimate. The transfer time is taken off when the RTT is read, at the rate known
+    /// then (see `rtt`).
     pub(super) fn learn(&mut self, request: &InFlight, now: Instant) {
         self.waiting_since = (!self.in_flight.is_empty()).then_some(now);
         let took = now.saturating_duration_since(request.sent_at);
+        self.min_took = Some(self.min_took.map_or(took, |min| min.min(took)));
+    }
+
+    /// The RTT estimate: the smallest request-to-block time less one block's transfer at
+    /// the measured rate (at least 1 ms).
+    pub(super) fn rtt(&self) -> Option<Duration> {
+        let took = self.min_took?;
         let transfer = self.measured_rate().map_or(Duration::ZERO, |rate| {
-            secs(f64::from(request.len) / rate.max(MIN_RATE))
+            secs(f64::from(BLOCK_LEN) / rate.max(MIN_RATE))
         });
-        let sample = took.saturating_sub(transfer).max(Duration::from_millis(1));
-        self.rtt = Some(self.rtt.map_or(sample, |rtt| rtt.min(sample)));
+        Some(took.saturating_sub(transfer).max(Duration::from_millis(1)))
     }
 
     /// A block we had released (cancelled or dropped at a choke) arrived: the snub clock

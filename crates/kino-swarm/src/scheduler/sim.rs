@@ -116,7 +116,7 @@ impl Sim {
             }
         }
         if let Some(reqq) = spec.reqq {
-            self.sched.peer_reqq(key, reqq).unwrap();
+            self.sched.peer_reqq(key, reqq, now).unwrap();
         }
         self.peers.push(SimPeer {
             key,
@@ -126,6 +126,11 @@ impl Sim {
         });
         self.sched.check_invariants();
         self.peers.len() - 1
+    }
+
+    /// The peer stops answering now: nothing it queued or sent arrives any more.
+    pub fn stop_peer(&mut self, peer: usize) {
+        self.peers[peer].spec.stop_at = Some(self.now);
     }
 
     pub fn key(&self, peer: usize) -> PeerKey {
