@@ -20,6 +20,62 @@
 //! connection task (socket I/O, the extended handshake, keep-alives, MSE, uTP), uploads and
 //! choking, storage and resume, and the wiring into `kino-engine`'s API.
 //!
+//! # Driving it
+//! A torrent task (phase 2) turns wire messages into scheduler events and the scheduler's
+//! actions into wire messages:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bytes::BytesMut;
+//! use kino_swarm::{Action, Decoder, Geometry, Message, Receipt, Scheduler, SchedulerConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let geometry = Geometry::new(8 * 1024 * 1024, 256 * 1024)?;
+//! let mut scheduler = Scheduler::new(geometry, SchedulerConfig::default());
+//! let start = Instant::now();
+//!
+//! // A peer finished its handshake; its first messages say it has everything and unchokes us.
+//! let peer = scheduler.add_peer(start);
+//! let mut decoder = Decoder::new();
+//! let mut incoming = BytesMut::new();
+//! Message::HaveAll.encode(&mut incoming)?;
+//! Message::Unchoke.encode(&mut incoming)?;
+//! decoder.feed(&incoming);
+//! while let Some(message) = decoder.next_message()? {
+//!     match message {
+//!         Message::HaveAll => scheduler.peer_have_all(peer)?,
+//!         Message::Unchoke => scheduler.peer_unchoked(peer, start)?,
+//!         _ => {}
+//!     }
+//! }
+//!
+//! // A player opens the film at its start (500 kB/s).
+//! scheduler.add_stream(0..geometry.total_len(), 0, Some(500_000), start)?;
+//! let mut outgoing = BytesMut::new();
+//! let mut asked = Vec::new();
+//! for action in scheduler.poll_actions(start) {
+//!     match action {
+//!         Action::Request { block, .. } => {
+//!             Message::Request(block).encode(&mut outgoing)?;
+//!             asked.push(block);
+//!         }
+//!         Action::Cancel { block, .. } => Message::Cancel(block).encode(&mut outgoing)?,
+//!         Action::Interested { .. } => Message::Interested.encode(&mut outgoing)?,
+//!         Action::NotInterested { .. } => Message::NotInterested.encode(&mut outgoing)?,
+//!     }
+//! }
+//! assert_eq!(asked[0].piece, 0, "the playhead's piece first");
+//!
+//! // The first block arrives 80 ms later: store it.
+//! let later = start + Duration::from_millis(80);
+//! let receipt = scheduler.block_received(peer, asked[0], later)?;
+//! assert_eq!(receipt, Receipt::Wanted { piece_complete: false });
+//! // Poll again after every event, or at `next_wakeup` when nothing happens.
+//! let _more = scheduler.poll_actions(later);
+//! assert!(scheduler.next_wakeup(later).is_some());
+//! # Ok(()) }
+//! ```
+//!
 //! # Design decisions
 //! - **Pure cores, time passed in.** Neither module does I/O or reads a clock: the scheduler
 //!   takes `now: Instant` in every call that needs time, and the decoder is fed bytes. Their

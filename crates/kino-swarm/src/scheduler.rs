@@ -35,27 +35,29 @@
 //! 4. **Everything else** fills the remaining pipeline room of each peer, fastest peer first:
 //!    partially downloaded pieces first, then rarest first (ties in a per-scheduler
 //!    pseudo-random order from [`SchedulerConfig::seed`], so viewers diverge), or in piece
-//!    order with [`SchedulerConfig::sequential`]. When every missing block is requested, a
-//!    peer that would beat the expected arrival of a block at another peer gets a duplicate
-//!    (end game).
+//!    order with [`SchedulerConfig::sequential`]. When every missing block that a connected
+//!    peer has is requested, a peer that would beat the expected arrival of a block at
+//!    another peer, or whose requester is stalled, gets a duplicate (end game).
 //!
 //! # Pipelines
 //! A peer's pipeline target is `clamp(ceil(rate × (RTT + margin) / 16 KiB), min_pipeline,
 //! min(reqq, max_pipeline))`: enough requests to keep its link busy for one round trip plus
 //! a margin, no more, so a seek waits behind little. Until it has a measured rate the target
 //! is `initial_pipeline`; as its rate is measured while it has requests in flight, the window
-//! grows like TCP's slow start. The rate is smoothed over 250 ms samples of busy time,
-//! counted from its first block (an idle peer is unused, not slow; a peer that stops
-//! delivering sees its rate fall). The RTT is the smallest request-to-block time less one
-//! block's transfer time: each such time is an upper bound (a block may have queued behind
-//! others), a full pipeline hides the RTT, and requests to an idle peer show it. A peer that sends no block for `snub_timeout` while requests are in flight is
-//! snubbed: no new requests, and its pending blocks may be asked of others. A peer whose
+//! grows like TCP's slow start. The rate is smoothed over samples of busy time (requests in
+//! flight), counted from its first block: a sample ends at the first block after 250 ms, or
+//! after 2 s without one (an idle peer is unused, not slow; a peer that stops delivering
+//! sees its rate fall). The RTT is the smallest request-to-block time less one block's
+//! transfer time: each such time is an upper bound (a block may have queued behind others),
+//! a full pipeline hides the RTT, and requests to an idle peer show it. A peer that sends
+//! no block for `snub_timeout` while requests are in flight is snubbed: no new requests,
+//! and its pending blocks may be asked of others. A peer whose
 //! oldest request is overdue (stalled, see below) and that sent no block for `stall_floor`
 //! gets no new request either, until a block comes: its measured rate may still look good.
 //!
 //! # Invariants (checked by [`Scheduler::check_invariants`] after every step in tests)
-//! - `have` holds the verified pieces, `have_count` their number; a verified piece has no
-//!   entry in `active` and no request in flight anywhere.
+//! - `have` holds the verified pieces (and their count); a verified piece has no entry in
+//!   `active` and no request in flight anywhere.
 //! - `availability[p]` is the number of connected peers whose `has` contains `p`;
 //!   `peer.wanted` is the number of pieces in `peer.has` we have not verified.
 //! - A request in flight at a peer (`peer.in_flight`) is for a block of a piece the peer has,
@@ -1357,12 +1359,19 @@ impl Scheduler {
                 }
             }
         }
-        // End game: every missing block is requested; duplicate the ones this peer would
-        // deliver before their requester is expected to.
-        let all_requested = self.have.count() as usize + self.active.len()
-            == self.geo.piece_count() as usize
-            && self.active.values().all(|a| a.unrequested == 0);
-        if picks.len() < room && all_requested {
+        // End game: every missing block that a connected peer has is requested; duplicate
+        // the ones this peer would deliver before their requester is expected to.
+        let available = |piece: &u32| self.availability[*piece as usize] > 0;
+        let end_game = picks.len() < room
+            && self
+                .order
+                .iter()
+                .all(|p| self.active.contains_key(p) || !available(p))
+            && self
+                .active
+                .iter()
+                .all(|(p, a)| a.unrequested == 0 || !available(p));
+        if end_game {
             let mine = state.expected_delivery(0, crate::wire::BLOCK_LEN, &self.cfg);
             for (&piece, active) in &self.active {
                 if !wanted_piece(piece) {

@@ -573,6 +573,21 @@ fn beyond_the_horizon_pieces_go_rarest_first() {
     assert_ne!(first_pieces(1), first_pieces(2));
     assert_ne!(first_pieces(1)[0..4], [0, 0, 0, 0], "not in index order");
 
+    // In sequential mode (whole downloads), piece order.
+    let mut h = Hand::new(
+        geo(16, 64 * 1024),
+        SchedulerConfig {
+            sequential: true,
+            ..cfg.clone()
+        },
+    );
+    let peer = h.seed(ms(0));
+    let pieces: Vec<u32> = requests_to(&h.poll(ms(0)), peer)
+        .iter()
+        .map(|b| b.piece)
+        .collect();
+    assert_eq!(pieces, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+
     // A partial piece is finished first, even when others are rarer.
     let mut h = Hand::new(
         geo(16, 64 * 1024),
@@ -597,6 +612,32 @@ fn beyond_the_horizon_pieces_go_rarest_first() {
         &started[1..],
         "the partial piece's missing blocks first"
     );
+}
+
+#[test]
+fn in_the_end_game_a_faster_peer_duplicates_the_last_blocks() {
+    // Two pieces; piece 1 is nowhere, which must not keep the end game away. One peer
+    // with piece 0 is asked for all of it.
+    let mut h = Hand::new(geo(2, 64 * 1024), SchedulerConfig::default());
+    let slow = h.s.add_peer(h.at(ms(0)));
+    h.s.peer_have(slow, 0).unwrap();
+    h.s.peer_unchoked(slow, h.at(ms(0))).unwrap();
+    let sent = requests_to(&h.poll(ms(0)), slow);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(h.s.availability(1), 0, "piece 1 is nowhere");
+    // 100 ms later a second peer arrives: the slow peer's last two blocks are expected at
+    // 387 and 450 ms, later than the newcomer's 100 + 262 ms.
+    let fast = h.s.add_peer(h.at(ms(100)));
+    h.s.peer_have(fast, 0).unwrap();
+    h.s.peer_unchoked(fast, h.at(ms(100))).unwrap();
+    let dup = requests_to(&h.poll(ms(100)), fast);
+    assert_eq!(dup, sent[2..].to_vec());
+    // The first copy wins, the other is cancelled.
+    assert!(matches!(
+        h.receive(fast, sent[3], ms(200)),
+        Receipt::Wanted { .. }
+    ));
+    assert_eq!(cancels(&h.poll(ms(200))), vec![(slow, sent[3])]);
 }
 
 #[test]
