@@ -109,6 +109,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod geometry;
+pub mod peer;
 pub mod scheduler;
 pub mod wire;
 
