@@ -108,6 +108,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod choker;
 pub mod geometry;
 pub mod peer;
 pub mod scheduler;
