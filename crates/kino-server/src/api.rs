@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use kino_catalog::library::{self, TitleHit};
 use kino_catalog::sync::CatalogSync;
 use kino_catalog::{AssetKind, PublisherKey, Title};
@@ -31,7 +31,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::codecs::browser_support;
 use crate::settings::{self, AppSettings};
 use crate::vtt::{self, SubtitleFormat};
-use crate::{ApiError, internal};
+use crate::{ApiError, BoundAddr, DataDirSaving, internal, stream_url_at};
 
 /// How long the title page's peer count may look on the DHT.
 const PEER_LOOKUP: Duration = Duration::from_secs(3);
@@ -44,7 +44,7 @@ pub(crate) struct Ctx {
     pub(crate) store: Arc<Store>,
     pub(crate) peers: Arc<Vec<SocketAddr>>,
     pub(crate) sync: Option<CatalogSync>,
-    pub(crate) data_dir_setter: Option<crate::DataDirSetter>,
+    pub(crate) data_dir: crate::DataDirSaving,
     pub(crate) prepared: Arc<Mutex<HashSet<(Id20, usize)>>>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
@@ -683,18 +683,36 @@ struct DataDirBody {
 }
 
 /// Saves a new data folder for the next start (it holds the database itself, so it cannot be
-/// switched while running).
+/// switched while running). The folder must be usable ([`settings::check_data_dir`]); the
+/// demo refuses (409): it never changes the user's settings.
 async fn put_data_dir(
     State(c): State<Ctx>,
     ApiJson(body): ApiJson<DataDirBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let setter = c.data_dir_setter.as_ref().ok_or_else(|| {
-        invalid("this Kino has no config file to save the data folder in; use --data-dir")
-    })?;
     let path = std::path::PathBuf::from(body.path.trim());
     if body.path.len() > 4096 || !path.is_absolute() {
         return Err(invalid("the data folder must be an absolute path"));
     }
+    let setter = match &c.data_dir {
+        DataDirSaving::Setter(setter) => setter.clone(),
+        DataDirSaving::Nowhere => {
+            return Err(invalid(
+                "this Kino has no config file to save the data folder in; use --data-dir",
+            ));
+        }
+        DataDirSaving::Demo => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "demo",
+                "the demo does not change your settings: run `kino` to choose the data folder",
+            ));
+        }
+    };
+    let checked = path.clone();
+    tokio::task::spawn_blocking(move || settings::check_data_dir(&checked))
+        .await
+        .map_err(internal)?
+        .map_err(|e| invalid(e.to_string()))?;
     let message = setter(&path).map_err(invalid)?;
     Ok(Json(json!({
         "data_dir": c.engine.config().data_dir.to_string_lossy(),
@@ -879,7 +897,7 @@ struct OpenRequest {
 
 async fn open_player(
     State(c): State<Ctx>,
-    headers: HeaderMap,
+    bound: Option<Extension<BoundAddr>>,
     ApiJson(req): ApiJson<OpenRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let program = match req.player.as_str() {
@@ -892,12 +910,12 @@ async fn open_player(
     if c.engine.torrent(&ih).is_none() {
         return Err(not_found("this stream is not loaded: press play first"));
     }
-    // The Host header was checked to be loopback by the outer layer.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let url = format!("http://{host}/stream/{}/{}", infohash_hex(&ih), req.file);
+    // The player connects to the address Kino is bound to; nothing of the request (its Host
+    // names any loopback address) goes into the URL.
+    let Some(Extension(BoundAddr(addr))) = bound else {
+        return Err(internal("the server's bound address is unknown"));
+    };
+    let url = stream_url_at(addr, &infohash_hex(&ih), req.file);
     let mut child = tokio::process::Command::new(program)
         .arg(&url)
         .stdin(std::process::Stdio::null())

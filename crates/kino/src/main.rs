@@ -1,5 +1,6 @@
 //! The `kino` command: parses arguments, loads the config, runs a subcommand, and maps errors
-//! to exit codes (2 for bad input, 1 for everything else). The work lives in the library
+//! to exit codes (2 for bad input: invalid arguments and mistakes in the configuration,
+//! [`config::ConfigError`]; 1 for everything else), printed as one `kino: ...` line. The work lives in the library
 //! crates; the subcommands in [`cli`] only wire them together.
 
 mod app;
@@ -207,7 +208,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kino: {e:#}");
-            if cli::is_user_error(&e) {
+            if cli::is_user_error(&e) || config::is_user_error(&e) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -564,6 +564,80 @@ fn malformed_inputs_exit_2() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 12, D22: a malformed config file exited 1 with a multi-line message. It is one
+/// `kino: config file PATH: line N: ...` line and exit code 2, before anything starts.
+#[test]
+fn malformed_config_is_one_line_and_exit_2() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("data");
+    let cfg = data.join("config.toml");
+    for (text, line) in [
+        ("# mine\n[share]\nratio_limit\n", 3),
+        ("[share]\nratio_limit = \"two\"\n", 2),
+        ("[network]\nlisten_port = 80\nlisten_port = 81\n", 3),
+        ("[share\n", 1),
+    ] {
+        let mut c = kino_quiet(&data);
+        std::fs::write(&cfg, text)?;
+        c.env("KINO_CONFIG", &cfg).arg("status");
+        let out = run_bounded(c, QUICK)?;
+        assert_user_error(&out, text, true);
+        let want = format!("kino: config file {}: line {line}: ", cfg.display());
+        assert!(out.stderr.starts_with(&want), "{text:?}: {out:?}");
+        assert!(
+            !data.join("kino.sqlite3").exists(),
+            "{text:?}: the store was opened"
+        );
+    }
+    Ok(())
+}
+
+/// Issue 12, D22: a `--data-dir` that is a regular file exited 1 with a multi-line message.
+/// It is one line naming the path, exit code 2, and the file is untouched.
+#[test]
+fn data_dir_that_is_a_file_is_one_line_and_exit_2() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("data");
+    let file = root.path().join("not-a-folder");
+    std::fs::write(&file, b"mine")?;
+    for args in [&["status"][..], &["catalogs"][..], &[][..]] {
+        // `kino --data-dir FILE ...` with an empty config and loopback-only flags.
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+        c.arg("--data-dir")
+            .arg(&file)
+            .args([
+                "--no-dht",
+                "--no-lsd",
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+            ])
+            .args(args)
+            .env("KINO_CONFIG", {
+                std::fs::create_dir_all(&data)?;
+                let cfg = data.join("config.toml");
+                std::fs::write(&cfg, "")?;
+                cfg
+            })
+            .env("XDG_CONFIG_HOME", data.join("config-home"))
+            .env_remove("KINO_DATA_DIR")
+            .env_remove("KINO_LOG");
+        let out = run_bounded(c, QUICK)?;
+        let what = format!("kino {args:?} --data-dir FILE");
+        assert_user_error(&out, &what, true);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "kino: data folder {} is not a folder",
+                file.display()
+            )),
+            "{what}: {out:?}"
+        );
+        assert_eq!(std::fs::read(&file)?, b"mine", "{what}");
+    }
+    Ok(())
+}
+
 /// A refused `--file` leaves nothing behind: no database row, no cache folder.
 /// `network.request_window` out of range is refused before anything starts (0 would make
 /// librqbit request nothing; huge windows defeat the point of the setting).
