@@ -80,6 +80,16 @@ pub enum CatalogError {
         /// What is wrong (missing, a symlink, a folder).
         reason: String,
     },
+    /// catalog.json starts with a UTF-8 byte-order mark. It is refused rather than skipped:
+    /// the signature covers the exact bytes, and one catalog must not have two encodings.
+    #[error("catalog.json starts with a UTF-8 byte-order mark; save it without BOM")]
+    ByteOrderMark,
+    /// The catalog folder has no catalog.sig.
+    #[error("unsigned catalog: catalog.sig is missing (sign it with kino publish)")]
+    Unsigned {
+        /// Where catalog.sig was looked for.
+        path: PathBuf,
+    },
     /// catalog.sig is not a well-formed signature file.
     #[error("{}: malformed signature file: {reason}", path.display())]
     MalformedSignature {

@@ -5,11 +5,17 @@
 //! transaction, so a search never sees half of one version and half of another. The highest
 //! seq ever accepted per publisher stays on disk (`catalogs.highest_seq_seen`): a later, lower
 //! seq is refused even if the catalog folder is lost.
+//!
+//! What is stored of a title is what Kino plays: the trackers of its magnets pass
+//! [`crate::trackers::sanitize_magnet`] first, so a catalog cannot make viewers announce to
+//! their own machine or network (the signed catalog.json on disk is kept as it came).
 
 use kino_store::{Store, StoreError, now_unix};
 use rusqlite::{OptionalExtension, params};
+use tracing::warn;
 
-use crate::{CatalogVersion, PublisherKey, VerifiedCatalog};
+use crate::trackers::{TrackerPolicy, sanitize_magnet};
+use crate::{CatalogVersion, PublisherKey, Title, VerifiedCatalog};
 
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,8 +217,36 @@ pub struct Provenance<'a> {
     pub signed_pointer: Option<&'a [u8]>,
 }
 
+/// A title as stored and played: its magnets without the trackers `policy` refuses, each
+/// refused tracker logged as a warning naming the field.
+fn playable_title(at: &str, title: &Title, policy: TrackerPolicy) -> Title {
+    let mut title = title.clone();
+    for (s, stream) in title.streams.iter_mut().enumerate() {
+        let Some(magnet) = &stream.magnet else {
+            continue;
+        };
+        let sanitized = sanitize_magnet(magnet, policy);
+        for d in &sanitized.dropped {
+            warn!(
+                "{at}.streams[{s}].magnet: dropped the tracker {:?}: it is {}, which a catalog \
+                 may not make Kino contact (the title still plays through the DHT; set \
+                 catalog.allow_local_trackers = true to allow such trackers)",
+                d.url, d.reason
+            );
+        }
+        stream.magnet = Some(sanitized.magnet);
+    }
+    title
+}
+
 /// Indexes a verified catalog, replacing the publisher's previous titles in one transaction.
-pub fn index(store: &Store, cat: &VerifiedCatalog, from: Provenance<'_>) -> Result<(), StoreError> {
+/// The trackers of its magnets that `trackers` refuses are left out of what is stored.
+pub fn index(
+    store: &Store,
+    cat: &VerifiedCatalog,
+    from: Provenance<'_>,
+    trackers: TrackerPolicy,
+) -> Result<(), StoreError> {
     let hex = cat.publisher_key().to_hex();
     let c = cat.catalog();
     let version = cat.version();
@@ -256,9 +290,10 @@ pub fn index(store: &Store, cat: &VerifiedCatalog, from: Provenance<'_>) -> Resu
                 "INSERT INTO titles_fts (title, synopsis, genres, public_key, id)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for t in &c.titles {
+            for (i, t) in c.titles.iter().enumerate() {
                 let genres = t.genres.join(", ");
-                let json = serde_json::to_string(t).unwrap_or_default();
+                let playable = playable_title(&format!("titles[{i}]"), t, trackers);
+                let json = serde_json::to_string(&playable).unwrap_or_default();
                 ins.execute(params![
                     hex,
                     t.id,
@@ -412,7 +447,12 @@ mod tests {
         let store = Store::open_in_memory()?;
         let key = PublisherSecretKey::generate().expect("key");
         subscribe(&store, &key.public_key(), None)?;
-        index(&store, &verified(3, "The Big Tone", &key), from())?;
+        index(
+            &store,
+            &verified(3, "The Big Tone", &key),
+            from(),
+            TrackerPolicy::PublicOnly,
+        )?;
 
         let hits = search(&store, "tone", None, 10)?;
         assert_eq!(hits.len(), 1);
@@ -429,7 +469,12 @@ mod tests {
         assert_eq!(search(&store, "", None, 10)?.len(), 2);
 
         // A new version replaces the titles wholesale.
-        index(&store, &verified(4, "The Bigger Tone", &key), from())?;
+        index(
+            &store,
+            &verified(4, "The Bigger Tone", &key),
+            from(),
+            TrackerPolicy::PublicOnly,
+        )?;
         let all = search(&store, "tone", None, 10)?;
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].title, "The Bigger Tone");
@@ -443,6 +488,51 @@ mod tests {
         assert!(unsubscribe(&store, &key.public_key())?);
         assert!(search(&store, "", None, 10)?.is_empty());
         assert!(held_catalogs(&store)?.is_empty());
+        Ok(())
+    }
+
+    /// A catalog whose magnet names trackers on loopback, private and link-local addresses
+    /// and `localhost` (issue 12, D10): what is stored, and so played, keeps only the public
+    /// tracker, unless the user allows local trackers.
+    #[test]
+    fn catalog_trackers_on_private_addresses_are_dropped() -> Result<(), StoreError> {
+        let key = PublisherSecretKey::generate().expect("key");
+        let ih = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
+        let magnet = format!(
+            "{ih}&dn=film&tr=udp%3A%2F%2F127.0.0.1%3A6969%2Fannounce&tr=http://192.168.1.1:8000/a\
+             &tr=http://169.254.169.254/latest&tr=http://[::1]:80/&tr=http://localhost:9/\
+             &tr=udp://tracker.example.org:1337"
+        );
+        let json = serde_json::json!({
+            "schema": 1, "publisher": {"name": "P"}, "seq": 1,
+            "titles": [{"id": "film", "title": "Film", "licence": "CC0-1.0",
+                "streams": [{"magnet": magnet, "file_index": 0, "quality": "720p",
+                    "size_bytes": 1000, "mime": "video/mp4"}]}]
+        });
+        let bytes = serde_json::to_vec(&json).expect("json");
+        let sig = CatalogSignature::sign(&bytes, &key);
+        let cat = UnverifiedCatalog::parse(bytes)
+            .expect("a catalog with trackers is valid")
+            .verify(&key.public_key(), &sig, None)
+            .expect("verified");
+        let stored_magnet = |policy| -> Result<String, StoreError> {
+            let store = Store::open_in_memory()?;
+            index(&store, &cat, from(), policy)?;
+            let hits = search(&store, "film", None, 10)?;
+            assert_eq!(hits.len(), 1);
+            let title: Title = serde_json::from_str(&hits[0].entry_json).expect("entry json");
+            Ok(title.streams[0].magnet.clone().unwrap_or_default())
+        };
+        assert_eq!(
+            stored_magnet(TrackerPolicy::PublicOnly)?,
+            format!("{ih}&dn=film&tr=udp://tracker.example.org:1337")
+        );
+        assert_eq!(stored_magnet(TrackerPolicy::AllowLocal)?, magnet);
+        // The signed catalog itself is untouched.
+        assert_eq!(
+            cat.catalog().titles[0].streams[0].magnet.as_deref(),
+            Some(magnet.as_str())
+        );
         Ok(())
     }
 }

@@ -8,9 +8,14 @@
 //! answers), refuse a seq below the highest ever accepted (kept in SQLite), find the torrent's
 //! peers through the DHT, download it (size-capped before any piece is fetched), verify the
 //! detached signature with the subscribed key, check that the catalog's seq is the pointer's,
-//! apply the same-seq rule, check every asset, and index it. The catalog torrent keeps seeding
+//! apply the same-seq rule, check every asset, and index it (its magnets' trackers filtered by
+//! the [`TrackerPolicy`]). The catalog torrent keeps seeding
 //! (the share policy applies) and the publisher's signed item is stored to be republished
 //! unchanged, so the catalog stays reachable while its publisher is offline.
+//!
+//! A refresh that fails or refuses never touches the catalog held: not its folder, not its
+//! torrent, not its database rows (only the subscription's last error). It removes only what it created itself (the torrent and folder of a
+//! new infohash); a pointer naming the held torrent downloads nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use kino_store::{Store, StoreError};
 use tracing::{info, warn};
 
 use crate::library::{self, Provenance};
+use crate::trackers::TrackerPolicy;
 use crate::{
     CatalogError, PublisherKey, PublisherSecretKey, VerifiedCatalog, asset_refs, check_assets,
     check_successor, load_catalog_dir, sign_catalog_dir,
@@ -123,6 +129,7 @@ pub struct CatalogSync {
     dht: PointerDht,
     store: Arc<Store>,
     data_dir: PathBuf,
+    trackers: TrackerPolicy,
 }
 
 impl CatalogSync {
@@ -134,7 +141,15 @@ impl CatalogSync {
             dht,
             store,
             data_dir: data_dir.to_path_buf(),
+            trackers: TrackerPolicy::default(),
         }
+    }
+
+    /// Which trackers of the catalogs' magnets are indexed (and so played): by default
+    /// ([`TrackerPolicy::PublicOnly`]) none on loopback, private or link-local addresses.
+    pub fn with_tracker_policy(mut self, trackers: TrackerPolicy) -> Self {
+        self.trackers = trackers;
+        self
     }
 
     /// The DHT node.
@@ -247,35 +262,58 @@ impl CatalogSync {
                     held: h.highest_seq_seen,
                 });
             }
-            if offered == h.seq && ih_hex == h.infohash {
-                library::set_signed_pointer(&self.store, key, &item.to_bytes())?;
+            if ih_hex == h.infohash {
+                // The pointer names the torrent already held, whose verified catalog says
+                // h.seq: nothing to download. Whatever the outcome, the held catalog stays as
+                // it is, and seeding.
                 self.keep_seeding(h).await;
-                return Ok(Refreshed::Unchanged { seq: offered });
+                if offered == h.seq {
+                    library::set_signed_pointer(&self.store, key, &item.to_bytes())?;
+                    return Ok(Refreshed::Unchanged { seq: offered });
+                }
+                return Err(SyncError::Mismatch(format!(
+                    "the catalog says seq {} but its DHT pointer says seq {offered} (the pointer \
+                     names the catalog already held, which is kept)",
+                    h.seq
+                )));
             }
         }
         let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let folder_root = self
-            .data_dir
-            .join("catalogs")
-            .join(key.to_hex())
-            .join(&ih_hex);
-        let (torrent, folder) = self
+        let publisher_root = self.data_dir.join("catalogs").join(key.to_hex());
+        let folder_root = publisher_root.join(&ih_hex);
+        // What this refresh creates, and only that, goes again if the catalog is refused. The
+        // held catalog has another infohash (checked above), so neither its torrent nor its
+        // folder is ever among it.
+        let id = kino_engine::Id20::new(ih);
+        let created = Created {
+            torrent: !self.torrent_known(&id)?,
+            folder: !exists(&folder_root)?,
+            publisher_folder: !exists(&publisher_root)?,
+        };
+        let downloaded = self
             .engine
             .download_small(
-                kino_engine::Id20::new(ih),
+                id,
                 peers.clone(),
                 &folder_root,
                 MAX_CATALOG_TORRENT_BYTES,
                 CATALOG_DOWNLOAD_TIMEOUT,
                 "catalog",
             )
-            .await?;
-        let verified = match self.verify_folder(key, &folder, offered, held.as_ref()) {
+            .await;
+        let verified = downloaded
+            .map_err(SyncError::from)
+            .and_then(|(torrent, folder)| {
+                let v = self.verify_folder(key, &folder, offered, held.as_ref())?;
+                Ok((torrent, folder, v))
+            });
+        let (torrent, folder, verified) = match verified {
             Ok(v) => v,
             Err(e) => {
-                // Nothing of a refused catalog is kept: not indexed, not seeded.
-                let _ = self.engine.forget(&torrent.infohash()).await;
-                let _ = std::fs::remove_dir_all(&folder_root);
+                // Nothing of a refused or unreachable catalog is kept: not indexed, not seeded,
+                // no folder left behind.
+                self.discard(id, &publisher_root, &folder_root, created)
+                    .await;
                 return Err(e);
             }
         };
@@ -292,20 +330,26 @@ impl CatalogSync {
                 seeders_seen: seeders,
                 signed_pointer: Some(&item.to_bytes()),
             },
+            self.trackers,
         )?;
-        // The previous version is no longer needed.
+        // The previous version is no longer needed (the new one is indexed: failing to remove
+        // the old one leaves files behind, nothing worse).
         if let Some(h) = held
             && h.infohash != ih_hex
         {
-            if let Some(old) = kino_engine::parse_infohash(&h.infohash) {
-                let _ = self.engine.forget(&old).await;
+            if let Some(old) = kino_engine::parse_infohash(&h.infohash)
+                && let Err(e) = self.engine.forget(&old).await
+            {
+                warn!(
+                    error = %e,
+                    publisher = %address,
+                    "cannot stop seeding the previous version of a catalog"
+                );
             }
-            let old_root = self
-                .data_dir
-                .join("catalogs")
-                .join(key.to_hex())
-                .join(&h.infohash);
-            let _ = std::fs::remove_dir_all(old_root);
+            remove_folder(
+                &publisher_root.join(&h.infohash),
+                "the previous version of a catalog",
+            );
         }
         self.announce(ih).await;
         if let Err(e) = self.dht.publish_signed(&item).await {
@@ -317,6 +361,44 @@ impl CatalogSync {
             titles: c.titles.len(),
             publisher: c.publisher.name.clone(),
         })
+    }
+
+    /// Whether the engine manages or has a record of this torrent (a catalog's, or anything
+    /// else the user has, such as a cached film a hostile pointer names).
+    fn torrent_known(&self, ih: &kino_engine::Id20) -> Result<bool, SyncError> {
+        Ok(self.engine.torrent(ih).is_some()
+            || self.engine.store().torrent(&infohash_hex(ih))?.is_some())
+    }
+
+    /// Undoes what a failed refresh created ([`Created`]), logging what cannot be undone.
+    async fn discard(
+        &self,
+        ih: kino_engine::Id20,
+        publisher_root: &Path,
+        folder_root: &Path,
+        created: Created,
+    ) {
+        if created.torrent
+            && let Err(e) = self.engine.forget(&ih).await
+        {
+            warn!(error = %e, "cannot forget the torrent of a refused catalog");
+        }
+        if created.folder {
+            remove_folder(folder_root, "the folder of a refused catalog");
+        }
+        if created.publisher_folder {
+            // Only if empty: remove_dir refuses a folder with anything in it.
+            match std::fs::remove_dir(publisher_root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
+                Err(e) => warn!(
+                    error = %e,
+                    folder = %publisher_root.display(),
+                    "cannot remove the empty catalog folder of a publisher"
+                ),
+            }
+        }
     }
 
     fn verify_folder(
@@ -390,6 +472,38 @@ impl CatalogSync {
             }
         }
         Ok(n)
+    }
+}
+
+/// What one refresh created before it knew whether the catalog would be accepted.
+#[derive(Debug, Clone, Copy)]
+struct Created {
+    /// The engine neither managed nor had a record of the torrent.
+    torrent: bool,
+    /// `catalogs/<publisher>/<infohash>` did not exist.
+    folder: bool,
+    /// `catalogs/<publisher>` did not exist.
+    publisher_folder: bool,
+}
+
+/// Whether `path` exists (a symlink counts, and is not followed).
+fn exists(path: &Path) -> Result<bool, SyncError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SyncError::Io {
+            context: format!("cannot check {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Removes a folder Kino made, logging (not failing) when it cannot.
+fn remove_folder(path: &Path, what: &str) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(error = %e, folder = %path.display(), "cannot remove {what}"),
     }
 }
 

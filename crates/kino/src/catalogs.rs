@@ -99,7 +99,8 @@ async fn start_sync(s: &Settings) -> anyhow::Result<(Engine, CatalogSync)> {
         dht,
         engine.store().clone(),
         &s.engine.data_dir,
-    );
+    )
+    .with_tracker_policy(s.catalog_trackers);
     Ok((engine, sync))
 }
 
@@ -121,6 +122,9 @@ pub fn key_show(file: PathBuf) -> anyhow::Result<()> {
 /// `kino publish --key FILE DIR`: publishes, then keeps seeding and republishing until Ctrl-C.
 pub async fn publish(s: Settings, a: PublishArgs) -> anyhow::Result<()> {
     let key = kino_catalog::load_key_file(&a.key).map_err(user_error)?;
+    // A folder that cannot be signed (a seq the DHT cannot carry, a byte-order mark, a bad
+    // field) is refused before anything is signed, started or sent.
+    kino_catalog::check_catalog_dir(&a.dir).map_err(user_error)?;
     let (engine, sync) = start_sync(&s).await?;
     let result = async {
         let p = sync.publish(&key, &a.dir).await.map_err(|e| match e {
@@ -351,12 +355,15 @@ pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow
     let result = async {
         let resumed = engine.resume_shared().await?;
         let sync = match start_dht(&s) {
-            Ok(dht) => Some(CatalogSync::new(
-                engine.clone(),
-                dht,
-                engine.store().clone(),
-                &s.engine.data_dir,
-            )),
+            Ok(dht) => Some(
+                CatalogSync::new(
+                    engine.clone(),
+                    dht,
+                    engine.store().clone(),
+                    &s.engine.data_dir,
+                )
+                .with_tracker_policy(s.catalog_trackers),
+            ),
             Err(e) => {
                 eprintln!("catalogs are off: {e}");
                 None

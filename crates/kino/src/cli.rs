@@ -26,6 +26,8 @@ pub struct Settings {
     pub http_port: u16,
     /// The config file in use (named with --config, or the default path).
     pub config_path: Option<PathBuf>,
+    /// Which trackers of catalog magnets are kept (`catalog.allow_local_trackers`).
+    pub catalog_trackers: kino_catalog::trackers::TrackerPolicy,
 }
 
 impl Settings {
@@ -83,6 +85,9 @@ impl Settings {
             engine,
             http_port: g.http_port.unwrap_or(cfg.http.port),
             config_path: g.config.clone().or_else(Config::default_path),
+            catalog_trackers: kino_catalog::trackers::TrackerPolicy::from_allow_local(
+                cfg.catalog.allow_local_trackers,
+            ),
         })
     }
 

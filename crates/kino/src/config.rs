@@ -95,6 +95,16 @@ pub struct Config {
     pub share: ShareConfig,
     /// The local HTTP server.
     pub http: HttpConfig,
+    /// Catalogs.
+    pub catalog: CatalogConfig,
+}
+
+/// Catalogs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Keep trackers on loopback, private and link-local addresses named by catalog magnets.
+    pub allow_local_trackers: bool,
 }
 
 /// Peer connections.
@@ -297,6 +307,7 @@ mod tests {
             "ratio_limit",
             "cache_limit_mib",
             "port",
+            "allow_local_trackers",
         ] {
             assert!(
                 text.lines()
