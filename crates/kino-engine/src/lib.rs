@@ -3,7 +3,8 @@
 //! One [`Engine`] owns a librqbit session and adds what a streaming product needs on top:
 //!
 //! - [`source`]: strict parsing of what a user hands Kino (magnet, infohash, `.torrent`), and
-//!   validation of every file name before anything touches the disk ([`names`]).
+//!   validation of every file name before anything touches the disk ([`names`]); every
+//!   `.torrent` passes Kino's strict [`bencode`] decoder before librqbit reads it.
 //! - [`Engine::add`]: resolve metadata (from the database, the source, or the swarm with a
 //!   timeout), then download into the cache folder, the user's folder, or seed in place.
 //! - [`Engine::open_stream`]: a [`KinoStream`] per reader, from a bounded pool of stream slots
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bencode;
 pub mod config;
 pub mod create;
 mod engine;
