@@ -40,8 +40,8 @@ mod stream;
 
 pub use config::{DEFAULT_PEER_REQUEST_WINDOW, EngineConfig, SharePolicy};
 pub use engine::{
-    AddOptions, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus, Torrent,
-    TransferStatus,
+    AddOptions, CacheOverflow, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus,
+    Torrent, TransferStatus,
 };
 pub use error::EngineError;
 pub use kino_media::MediaInfo;

@@ -342,8 +342,9 @@ async fn play_inner(
     };
     let mut peers = a.peers.clone();
     peers.extend(seen);
-    let torrent = engine
-        .add(
+    // Added and pinned in one step: a film larger than the whole cache is not evicted.
+    let (torrent, guard) = engine
+        .add_for_playing(
             &TorrentSource::Metainfo(info),
             AddOptions {
                 peers,
@@ -353,7 +354,9 @@ async fn play_inner(
         .await?;
     let info = torrent.info();
     let ih = torrent.infohash();
-    let _guard = engine.play_guard(&ih)?;
+    if let Some(over) = guard.over_cache_limit() {
+        eprintln!("warning: {over}");
+    }
     engine.prepare_playback(&ih, file);
     let url = server.stream_url(&infohash_hex(&ih), file);
     println!("{url}");

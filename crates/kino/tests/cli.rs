@@ -1049,6 +1049,136 @@ async fn cache_never_evicts_what_is_playing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A film larger than the whole cache limit plays: `kino play` says so, the film downloads
+/// whole and stays cached after the player exits (it is the film watched last), and it is
+/// the first to go once another film is watched. (It used to be evicted on arrival: "torrent
+/// not managed", exit 1.)
+#[test]
+fn a_film_larger_than_the_cache_plays() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let big = make_film(root, "big.mp4", 3 * MIB as usize, 41)?;
+    let small = make_film(root, "small.mp4", 512 * 1024, 42)?;
+    let s_big = start_seeder(&root.join("seed-big"), &[], &big)?;
+    let s_small = start_seeder(&root.join("seed-small"), &[], &small)?;
+    let v = root.join("viewer");
+    let flags = ["--cache-limit", "1"]; // 1 MiB, less than the 3 MiB film
+
+    let stderr_path = root.join("play-big.stderr");
+    let mut c = kino(&v);
+    c.args(flags)
+        .arg("play")
+        .arg(&big.torrent)
+        .arg("--peer")
+        .arg(s_big.addr.to_string())
+        .stderr(std::fs::File::create(&stderr_path)?);
+    let mut p = KinoProcess::spawn(c)?;
+    p.wait_line(Duration::from_secs(60), |l| l.starts_with("http://"))?;
+    wait_file_eq(&cache_file(&v, &big), &big.data, Duration::from_secs(120))?;
+    assert_eq!(p.terminate()?, Some(0), "play must exit cleanly on SIGTERM");
+    let stderr = std::fs::read_to_string(&stderr_path)?;
+    assert!(
+        stderr.contains(
+            "warning: this film (3.0 MiB) is larger than the cache limit (1.0 MiB): it plays, \
+             and is evicted first when you watch something else"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not managed"), "{stderr}");
+    // Kept after the player exits: it is the film watched last.
+    assert_eq!(row(&v, &big)?.size, 3 * MIB);
+    assert_eq!(std::fs::read(cache_file(&v, &big))?, big.data);
+
+    std::thread::sleep(Duration::from_millis(1100)); // watch times have 1 s resolution
+    play_to_completion(&v, &flags, &small, &[s_small.addr])?;
+    let rows = status(&v)?;
+    assert!(
+        !rows.contains_key(&big.infohash),
+        "the big film should go first: {rows:?}"
+    );
+    assert!(!v.join("media").join(&big.infohash).exists());
+    assert!(rows.contains_key(&small.infohash), "{rows:?}");
+    assert_eq!(std::fs::read(cache_file(&v, &small))?, small.data);
+    Ok(())
+}
+
+/// In process: `add_for_playing` returns the film already pinned, so the cache limit it
+/// enforces cannot evict it, whatever its size; the guard says it is over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_for_playing_pins_a_film_larger_than_the_cache() -> anyhow::Result<()> {
+    use kino_engine::{AddOptions, CacheOverflow, Placement, TorrentSource};
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let seeder = common::engine(&root.join("seed"), |_| {}).await?;
+    let mut films = Vec::new();
+    for i in 0..2u64 {
+        let path = root.join(format!("src{i}/film{i}.mp4"));
+        let data = write_random(&path, 3 * MIB as usize, 50 + i)?;
+        let c = kino_engine::create::create_torrent(&path, Some(PIECE as u32), |_, _| {})?;
+        tokio::time::timeout(Duration::from_secs(60), seeder.seed_created(&c)).await??;
+        films.push((c.info, data));
+    }
+    let addr = common::engine_addr(&seeder)?;
+    let viewer = common::engine(&root.join("viewer"), |c| {
+        c.share.cache_limit_bytes = Some(MIB);
+    })
+    .await?;
+    let play = |i: usize| {
+        let viewer = viewer.clone();
+        let source = TorrentSource::Metainfo(films[i].0.clone());
+        async move {
+            let opts = AddOptions {
+                peers: vec![addr],
+                placement: Placement::Cache,
+            };
+            viewer.add_for_playing(&source, opts).await
+        }
+    };
+
+    let (t0, guard) = play(0).await?;
+    let ih0 = t0.infohash();
+    assert_eq!(
+        guard.over_cache_limit(),
+        Some(CacheOverflow {
+            film_bytes: 3 * MIB,
+            limit_bytes: MIB
+        })
+    );
+    assert!(viewer.torrent(&ih0).is_some(), "evicted on arrival");
+    let mut reader = viewer.open_stream(&ih0, 0).await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), reader.read_to_end(&mut got)).await??;
+    assert!(got == films[0].1, "the film did not play whole");
+    drop(reader);
+    viewer.enforce_cache_limit().await?;
+    assert!(viewer.torrent(&ih0).is_some(), "evicted while playing");
+    // Without the guard it stays too: it is the film watched last.
+    drop(guard);
+    viewer.enforce_cache_limit().await?;
+    assert!(
+        viewer.torrent(&ih0).is_some(),
+        "evicted while nothing else was watched"
+    );
+
+    // Watching another film evicts it first.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (t1, guard1) = play(1).await?;
+    assert!(viewer.torrent(&ih0).is_none(), "the first film should go");
+    assert!(
+        !viewer
+            .media_dir()
+            .join(kino_engine::infohash_hex(&ih0))
+            .exists()
+    );
+    assert!(viewer.torrent(&t1.infohash()).is_some());
+
+    drop(guard1);
+    common::shutdown_checked(viewer).await?;
+    common::shutdown_checked(seeder).await?;
+    Ok(())
+}
+
 /// `kino status` shows what was played (size, bytes on disk, when watched) and what a seeder
 /// shared.
 #[test]
