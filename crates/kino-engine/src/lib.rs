@@ -38,7 +38,9 @@ pub mod names;
 pub mod source;
 mod stream;
 
-pub use config::{DEFAULT_PEER_REQUEST_WINDOW, EngineConfig, SharePolicy};
+pub use config::{
+    DEFAULT_PEER_REQUEST_WINDOW, DEFAULT_STREAM_IDLE_TIMEOUT, EngineConfig, SharePolicy,
+};
 pub use engine::{
     AddOptions, CacheOverflow, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus,
     Torrent, TransferStatus,

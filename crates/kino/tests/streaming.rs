@@ -408,3 +408,89 @@ async fn moov_at_end_is_fetched_early_and_probed() -> anyhow::Result<()> {
     ensure!(media.bitrate_bps.is_some());
     swarm.stop().await
 }
+
+/// An engine that seeds `data` (one file, `piece` bytes per piece when given) from a temp
+/// folder, with `tweak` applied to its config; returns it with the torrent's metainfo.
+async fn seeding_engine(
+    dir: &std::path::Path,
+    data: &[u8],
+    piece: Option<u32>,
+    tweak: impl FnOnce(&mut kino_engine::EngineConfig),
+) -> anyhow::Result<(Engine, kino_engine::TorrentInfo)> {
+    let src = dir.join("src").join("film.bin");
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(&src, data)?;
+    let created = kino_engine::create::create_torrent(&src, piece, |_, _| {})?;
+    let engine = common::engine(&dir.join("engine"), tweak).await?;
+    tokio::time::timeout(Duration::from_secs(120), engine.seed_created(&created)).await??;
+    Ok((engine, created.info))
+}
+
+/// A raw HTTP/1.1 GET that reads the response head and then stops reading (a small receive
+/// buffer, so the server soon has to wait for it): a paused player, or one gone without
+/// closing its socket.
+async fn stalled_reader(addr: SocketAddr, path: &str) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut s = socket.connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        ensure!(head.len() < 8192, "no end of the response head");
+        s.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(s)
+}
+
+/// Readers that stop reading give their stream slots back after the idle timeout: with every
+/// slot held by a connection that read the headers and then nothing, the next request is
+/// served once the timeout passes, instead of waiting for a slot and failing with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_stream_readers_give_their_slots_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Far more than the socket buffers between server and client hold.
+    let data = common::pseudo_random(24 << 20, 13);
+    let (engine, info) = seeding_engine(dir.path(), &data, None, |c| {
+        c.max_streams = 2;
+        c.stream_idle_timeout = Duration::from_secs(1);
+        // Longer than the test's own bound: without the idle timeout the next reader waits
+        // all of it, then gets 503.
+        c.stream_slot_wait = Duration::from_secs(300);
+    })
+    .await?;
+    let server = Server::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        kino_server::router(engine.clone()),
+    )
+    .await?;
+    let ih = infohash_hex(&info.infohash);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(stalled_reader(server.addr(), &format!("/stream/{ih}/0")).await?);
+    }
+    let got = tokio::time::timeout(
+        Duration::from_secs(120),
+        get_range(
+            &client()?,
+            &server.stream_url(&ih, 0),
+            1 << 20,
+            (2 << 20) - 1,
+        ),
+    )
+    .await
+    .context("the next reader was not served: idle readers kept their slots")??;
+    ensure!(got == data[1 << 20..2 << 20], "wrong bytes");
+    drop(stalled);
+    server.shutdown().await;
+    common::shutdown_checked(engine).await
+}
+
