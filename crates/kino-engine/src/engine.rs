@@ -43,6 +43,8 @@ use crate::EngineError;
 use crate::config::{EngineConfig, RESERVED_IO_PERMITS};
 use crate::source::{TorrentInfo, TorrentSource, infohash_hex};
 
+// Pieces that failed verification (librqbit keeps no count of them).
+mod rejected;
 // User controls over sharing (the web app's Sharing page).
 mod sharing;
 use crate::stream::{KinoStream, StreamRegistration};
@@ -228,6 +230,9 @@ pub struct TransferStatus {
     pub finished: bool,
     /// Whether it is uploading (sharing on, not stopped).
     pub sharing: bool,
+    /// Pieces peers sent that failed verification (a lower bound: see `engine/rejected.rs`).
+    /// Their bytes never reach a reader; the pieces are fetched again.
+    pub rejected_pieces: u64,
 }
 
 /// What a player has ahead of it.
@@ -917,6 +922,7 @@ impl Engine {
             sharing: self.inner.config.share.enabled
                 && !stored.is_some_and(|r| r.share_stopped)
                 && !entry.handle.is_paused(),
+            rejected_pieces: rejected::rejected_pieces(&entry),
         })
     }
 

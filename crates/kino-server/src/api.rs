@@ -545,6 +545,7 @@ async fn status(
         "have_bytes": p.transfer.have_bytes,
         "total_bytes": p.transfer.total_bytes,
         "finished": p.transfer.finished,
+        "rejected_pieces": p.transfer.rejected_pieces,
         "media": media,
     })))
 }

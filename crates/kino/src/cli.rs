@@ -436,11 +436,7 @@ async fn status_loop(
             && !t.finished
         {
             warned = true;
-            let msg = format!(
-                "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
-                 the DHT bootstrap nodes, or your network); still trying",
-                NO_PEER_WARNING.as_secs()
-            );
+            let msg = no_progress_message(&t);
             if tty {
                 eprintln!("\r\x1b[2K{msg}");
             } else {
@@ -468,6 +464,24 @@ async fn status_loop(
     }
     if tty {
         eprintln!();
+    }
+}
+
+/// What the status line says when no peer is connected and data is missing: that peers sent
+/// corrupt data, when that is why (a peer whose pieces fail verification is disconnected),
+/// else that no peer is reachable.
+fn no_progress_message(t: &kino_engine::TransferStatus) -> String {
+    match t.rejected_pieces {
+        0 => format!(
+            "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
+             the DHT bootstrap nodes, or your network); still trying",
+            NO_PEER_WARNING.as_secs()
+        ),
+        n => format!(
+            "peers sent data that failed verification ({n} {} rejected, none of it played): \
+             the only peers found send corrupt data; still looking for others",
+            if n == 1 { "piece" } else { "pieces" }
+        ),
     }
 }
 
@@ -645,4 +659,23 @@ fn disk_usage(dir: &Path, cache: bool, metainfo: &[u8]) -> u64 {
         .filter_map(|f| std::fs::metadata(dir.join(&f.path)).ok())
         .map(|m| (m.blocks() * 512).min(m.len()))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_peers_are_named_instead_of_no_peer_reachable() {
+        let mut t = kino_engine::TransferStatus::default();
+        assert!(no_progress_message(&t).starts_with("no peer reachable after 30 s"));
+        t.rejected_pieces = 3;
+        let msg = no_progress_message(&t);
+        assert!(
+            msg.starts_with("peers sent data that failed verification (3 pieces rejected"),
+            "{msg}"
+        );
+        t.rejected_pieces = 1;
+        assert!(no_progress_message(&t).contains("(1 piece rejected"));
+    }
 }

@@ -494,3 +494,142 @@ async fn idle_stream_readers_give_their_slots_back() -> anyhow::Result<()> {
     common::shutdown_checked(engine).await
 }
 
+/// A BitTorrent peer that has every piece and answers every request with garbage: it
+/// handshakes, sends a full bitfield, unchokes, and sends a block of junk for each request.
+/// Serves connections (the viewer reconnects after each disconnection) until aborted.
+async fn corrupt_peer(listener: tokio::net::TcpListener, infohash: [u8; 20], pieces: usize) {
+    let mut conns = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        conns.spawn(serve_garbage(socket, infohash, pieces));
+    }
+}
+
+async fn serve_garbage(
+    mut s: tokio::net::TcpStream,
+    infohash: [u8; 20],
+    pieces: usize,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).await?;
+    ensure!(theirs[28..48] == infohash, "handshake for another torrent");
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]); // no extensions
+    hs.extend_from_slice(&infohash);
+    hs.extend_from_slice(b"-XX0001-corruptpeer!");
+    s.write_all(&hs).await?;
+    let mut bitfield = vec![0u8; pieces.div_ceil(8)];
+    for i in 0..pieces {
+        bitfield[i / 8] |= 0x80 >> (i % 8);
+    }
+    let mut msg = ((bitfield.len() + 1) as u32).to_be_bytes().to_vec();
+    msg.push(5);
+    msg.extend_from_slice(&bitfield);
+    msg.extend_from_slice(&[0, 0, 0, 1, 1]); // unchoke
+    s.write_all(&msg).await?;
+    let junk = common::pseudo_random(16 * 1024, 666);
+    // Bounded by the connection (the viewer drops it at the first failed piece) and a count.
+    for _ in 0..100_000 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        ensure!(len <= 1 << 20, "message of {len} bytes");
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await?;
+        if len == 13 && body[0] == 6 {
+            let want = u32::from_be_bytes([body[9], body[10], body[11], body[12]]) as usize;
+            ensure!(want <= junk.len(), "request of {want} bytes");
+            let mut piece = ((9 + want) as u32).to_be_bytes().to_vec();
+            piece.push(7);
+            piece.extend_from_slice(&body[1..9]); // index, begin
+            piece.extend_from_slice(&junk[..want]);
+            s.write_all(&piece).await?;
+        }
+    }
+    Ok(())
+}
+
+/// When the only peer sends corrupt pieces, the status says that peers sent data that failed
+/// verification (not that no peer is reachable), and no byte of it reaches a reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_pieces_are_reported_and_never_reach_the_reader() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir()?;
+    // The real film, only to make a torrent with real hashes; nobody seeds it.
+    let src = dir.path().join("src").join("film.mp4");
+    common::write_random(&src, 256 * 1024, 21)?;
+    let created = kino_engine::create::create_torrent(&src, Some(16 * 1024), |_, _| {})?;
+    let info = created.info;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let peer_addr = listener.local_addr()?;
+    let pieces = info.total_len.div_ceil(u64::from(info.piece_length)) as usize;
+    let peer = tokio::spawn(corrupt_peer(listener, info.infohash.0, pieces));
+
+    let viewer = common::engine(&dir.path().join("viewer"), |_| {}).await?;
+    let torrent = viewer
+        .add(
+            &TorrentSource::Metainfo(info.clone()),
+            AddOptions {
+                peers: vec![peer_addr],
+                placement: Placement::Cache,
+            },
+        )
+        .await?;
+    let ih = torrent.infohash();
+    let mut reader = viewer.open_stream(&ih, 0).await?;
+    let read = tokio::spawn(async move {
+        let mut first = [0u8; 1024];
+        let n = reader.read(&mut first).await;
+        (n.map(|n| first[..n].to_vec()), reader)
+    });
+    let app = kino_server::WebApp::new(viewer.clone(), Default::default())?;
+    let server = Server::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        app.router(),
+    )
+    .await?;
+
+    // Bounded wait for the first rejected piece (the policy of the status line needs one).
+    let mut rejected = 0;
+    for _ in 0..600 {
+        rejected = viewer
+            .transfer_status(&ih)
+            .context("no status")?
+            .rejected_pieces;
+        if rejected > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(rejected > 0, "no rejected piece counted within 60 s");
+    let status = client()?
+        .get(format!(
+            "http://{}/api/status/{}/0",
+            server.addr(),
+            infohash_hex(&ih)
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let status: serde_json::Value = serde_json::from_str(&status)?;
+    ensure!(
+        status["rejected_pieces"].as_u64().is_some_and(|n| n >= 1),
+        "{status}"
+    );
+    let t = viewer.transfer_status(&ih).context("no status")?;
+    ensure!(t.have_bytes == 0, "a corrupt piece was accepted: {t:?}");
+    if read.is_finished() {
+        let (got, _) = read.await?;
+        anyhow::bail!("the reader got something: {got:?}");
+    }
+    read.abort();
+    peer.abort();
+    server.shutdown().await;
+    app.shutdown().await;
+    common::shutdown_checked(viewer).await
+}
