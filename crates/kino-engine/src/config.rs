@@ -54,6 +54,12 @@ pub struct EngineConfig {
     pub metadata_timeout: Duration,
     /// How long a new reader waits for a free stream slot.
     pub stream_slot_wait: Duration,
+    /// An HTTP stream whose reader asks for no data this long gives its stream slot back and
+    /// ends (default [`DEFAULT_STREAM_IDLE_TIMEOUT`]). A player that stopped reading — gone
+    /// without closing its socket, or paused — must not hold a slot forever; a paused player
+    /// reconnects with a `Range` request when it resumes. Time spent waiting for pieces from
+    /// the swarm does not count: only time in which the reader did not ask for data.
+    pub stream_idle_timeout: Duration,
     /// Seconds of media to keep buffered ahead of a reader, when the bitrate is known.
     pub readahead_secs: u32,
     /// Most 16 KiB block requests outstanding at one peer (never more than the peer's own
@@ -72,6 +78,12 @@ pub struct EngineConfig {
 /// seeder far below its uplink.
 pub const DEFAULT_PEER_REQUEST_WINDOW: usize = 32;
 
+/// The default of [`EngineConfig::stream_idle_timeout`]: long enough for a player's pause
+/// between reads (browsers stop reading once their buffer is full, for up to tens of seconds),
+/// short enough that abandoned connections free their slots well before new readers give up
+/// waiting for one ([`EngineConfig::stream_slot_wait`]: 20 s).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Blocking-I/O permits kept free of streams, for disk writes and uploads.
 pub const RESERVED_IO_PERMITS: usize = 8;
 
@@ -88,6 +100,7 @@ impl EngineConfig {
             max_streams: 32,
             metadata_timeout: Duration::from_secs(60),
             stream_slot_wait: Duration::from_secs(20),
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             readahead_secs: 60,
             peer_request_window: DEFAULT_PEER_REQUEST_WINDOW,
         }

@@ -4,7 +4,12 @@
 //! - Every torrent the engine manages is in `torrents` and in the database; a cache torrent's
 //!   files live in `media/<infohash>/` and nowhere else.
 //! - A torrent with an open stream or a live [`PlayGuard`] is never evicted; one with an open
-//!   stream is never paused by the ratio limit.
+//!   stream is never paused by the ratio limit. Pinning and the eviction's "in use?" check
+//!   both happen under the `torrents` lock, so neither can slip between the other's steps.
+//! - [`Engine::add_for_playing`] holds `evicting` from adding to pinning: no eviction runs
+//!   between the two, so a film larger than the whole cache is never evicted on arrival.
+//! - The most recently used cache torrent (watched or added last) is never evicted: a film
+//!   larger than the cache limit stays until the user watches something else.
 //! - Stream slots (`max_streams`) are always fewer than librqbit's blocking-I/O permits, by
 //!   [`RESERVED_IO_PERMITS`]: open streams cannot stop disk writes or uploads.
 //! - Every background task is spawned on `tasks` with the engine's cancellation token;
@@ -38,6 +43,8 @@ use crate::EngineError;
 use crate::config::{EngineConfig, RESERVED_IO_PERMITS};
 use crate::source::{TorrentInfo, TorrentSource, infohash_hex};
 
+// Pieces that failed verification (librqbit keeps no count of them).
+mod rejected;
 // User controls over sharing (the web app's Sharing page).
 mod sharing;
 use crate::stream::{KinoStream, StreamRegistration};
@@ -105,6 +112,8 @@ struct Inner {
     media_dir: PathBuf,
     stream_slots: Arc<Semaphore>,
     torrents: Mutex<HashMap<Id20, Arc<Entry>>>,
+    /// Held while evicting, and by [`Engine::add_for_playing`] from add to pin.
+    evicting: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     _lock: File,
@@ -148,6 +157,52 @@ impl Torrent {
 /// Keeps a torrent from being evicted while a player is on it.
 pub struct PlayGuard {
     entry: Arc<Entry>,
+    over_cache_limit: Option<CacheOverflow>,
+}
+
+impl PlayGuard {
+    /// Set when this film alone is larger than the cache limit: it plays all the same, and
+    /// is the first to be evicted once something else is watched.
+    pub fn over_cache_limit(&self) -> Option<CacheOverflow> {
+        self.over_cache_limit
+    }
+}
+
+/// A film in the cache that is larger than the whole cache limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOverflow {
+    /// The film's size in bytes.
+    pub film_bytes: u64,
+    /// The cache limit in bytes.
+    pub limit_bytes: u64,
+}
+
+impl std::fmt::Display for CacheOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this film ({}) is larger than the cache limit ({}): it plays, and is evicted \
+             first when you watch something else",
+            human_bytes(self.film_bytes),
+            human_bytes(self.limit_bytes)
+        )
+    }
+}
+
+/// Bytes as `1.5 GiB` (the CLI's format).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 impl Drop for PlayGuard {
@@ -175,6 +230,9 @@ pub struct TransferStatus {
     pub finished: bool,
     /// Whether it is uploading (sharing on, not stopped).
     pub sharing: bool,
+    /// Pieces peers sent that failed verification (a lower bound: see `engine/rejected.rs`).
+    /// Their bytes never reach a reader; the pieces are fetched again.
+    pub rejected_pieces: u64,
 }
 
 /// What a player has ahead of it.
@@ -265,6 +323,7 @@ impl Engine {
                 media_dir,
                 stream_slots: Arc::new(Semaphore::new(max_streams)),
                 torrents: Mutex::new(HashMap::new()),
+                evicting: tokio::sync::Mutex::new(()),
                 cancel,
                 tasks: TaskTracker::new(),
                 config,
@@ -388,9 +447,43 @@ impl Engine {
         opts: AddOptions,
         max_total_bytes: Option<u64>,
     ) -> Result<Torrent, EngineError> {
+        Ok(self
+            .add_inner(source, opts, max_total_bytes, false)
+            .await?
+            .0)
+    }
+
+    /// [`Engine::add`] for a player: the torrent comes back already pinned by a
+    /// [`PlayGuard`], which was taken before the cache limit is enforced, so a film larger
+    /// than the whole cache still plays ([`PlayGuard::over_cache_limit`] says so).
+    pub async fn add_for_playing(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+    ) -> Result<(Torrent, PlayGuard), EngineError> {
+        let (torrent, guard) = self.add_inner(source, opts, None, true).await?;
+        let guard = guard.ok_or_else(|| EngineError::Session("the film was not pinned".into()))?;
+        Ok((torrent, guard))
+    }
+
+    async fn add_inner(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+        max_total_bytes: Option<u64>,
+        play: bool,
+    ) -> Result<(Torrent, Option<PlayGuard>), EngineError> {
+        // Playing: no eviction may run between finding (or adding) the torrent and pinning it.
+        let evicting = if play {
+            Some(self.inner.evicting.lock().await)
+        } else {
+            None
+        };
         if let Some(entry) = self.entry(&source.infohash()) {
-            return Ok(Torrent { entry });
+            let guard = self.pin_if(play, &entry)?;
+            return Ok((Torrent { entry }, guard));
         }
+        drop(evicting);
         let (info, mut seen) = self.resolve(source, &opts.peers).await?;
         if let Some(max) = max_total_bytes
             && info.total_len > max
@@ -415,11 +508,26 @@ impl Engine {
         seen.extend(opts.peers.iter().copied());
         seen.sort();
         seen.dedup();
+        let evicting = if play {
+            Some(self.inner.evicting.lock().await)
+        } else {
+            None
+        };
         let entry = self
             .add_resolved(info, kind, output_dir, seen, false)
             .await?;
+        let guard = self.pin_if(play, &entry)?;
+        drop(evicting);
         self.enforce_cache_limit().await?;
-        Ok(Torrent { entry })
+        Ok((Torrent { entry }, guard))
+    }
+
+    fn pin_if(&self, play: bool, entry: &Arc<Entry>) -> Result<Option<PlayGuard>, EngineError> {
+        if play {
+            self.play_guard(&entry.info.infohash).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Seeds a torrent made by [`crate::create::create_torrent`] from its files in place, and
@@ -588,16 +696,36 @@ impl Engine {
     }
 
     /// Keeps a torrent from eviction while a player uses it, and records it as watched now.
-    /// (Ratio stop waits only for open streams to close.)
+    /// (Ratio stop waits only for open streams to close.) To add and pin in one step, use
+    /// [`Engine::add_for_playing`].
     pub fn play_guard(&self, ih: &Id20) -> Result<PlayGuard, EngineError> {
-        let entry = self
-            .entry(ih)
-            .ok_or_else(|| EngineError::NotFound("torrent not managed".into()))?;
-        entry.pins.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .store
-            .touch_watched(&infohash_hex(ih), now_unix())?;
-        Ok(PlayGuard { entry })
+        // Pinned under the map lock: eviction checks and removes under it too.
+        let entry = {
+            let map = lock(&self.inner.torrents);
+            let entry = map
+                .get(ih)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound("torrent not managed".into()))?;
+            entry.pins.fetch_add(1, Ordering::SeqCst);
+            entry
+        };
+        let mut guard = PlayGuard {
+            entry,
+            over_cache_limit: None,
+        };
+        let hex = infohash_hex(ih);
+        self.inner.store.touch_watched(&hex, now_unix())?;
+        if let Some(limit) = self.inner.config.share.cache_limit_bytes
+            && let Some(rec) = self.inner.store.torrent(&hex)?
+            && rec.kind == TorrentKind::Cache
+            && rec.total_bytes > limit
+        {
+            guard.over_cache_limit = Some(CacheOverflow {
+                film_bytes: rec.total_bytes,
+                limit_bytes: limit,
+            });
+        }
+        Ok(guard)
     }
 
     /// Opens a reader on one file. Waits up to `stream_slot_wait` for a free slot.
@@ -794,6 +922,7 @@ impl Engine {
             sharing: self.inner.config.share.enabled
                 && !stored.is_some_and(|r| r.share_stopped)
                 && !entry.handle.is_paused(),
+            rejected_pieces: rejected::rejected_pieces(&entry),
         })
     }
 
@@ -896,13 +1025,18 @@ impl Engine {
     }
 
     /// Evicts least-recently-watched cache torrents until the cache fits its limit. Never
-    /// evicts a torrent in use (open stream or play guard) or anything outside the cache.
+    /// evicts a torrent in use (open stream or play guard), the most recently used one (a
+    /// film larger than the limit stays until something else is watched), or anything outside
+    /// the cache.
     pub async fn enforce_cache_limit(&self) -> Result<(), EngineError> {
         let Some(limit) = self.inner.config.share.cache_limit_bytes else {
             return Ok(());
         };
-        let candidates = self.inner.store.eviction_candidates()?;
+        let _evicting = self.inner.evicting.lock().await;
+        let mut candidates = self.inner.store.eviction_candidates()?;
         let mut total: u64 = candidates.iter().map(|r| r.total_bytes).sum();
+        // The last in eviction order is the one watched (or added) most recently.
+        candidates.pop();
         for rec in candidates {
             if total <= limit {
                 break;
@@ -910,18 +1044,26 @@ impl Engine {
             let Ok(ih) = rec.infohash.parse::<Id20>() else {
                 continue;
             };
-            if let Some(entry) = self.entry(&ih) {
-                if entry.in_use() {
-                    continue;
+            let removed = {
+                let mut map = lock(&self.inner.torrents);
+                match map.get(&ih) {
+                    Some(entry) if entry.in_use() => continue,
+                    Some(_) => map.remove(&ih).is_some(),
+                    None => false,
                 }
-                lock(&self.inner.torrents).remove(&ih);
+            };
+            if removed {
                 self.inner
                     .session
                     .delete(TorrentIdOrHash::Hash(ih), false)
                     .await
                     .map_err(|e| EngineError::session("cannot remove torrent", e))?;
             }
-            self.remove_cache_dir(&rec.infohash)?;
+            let engine = self.clone();
+            let hex = rec.infohash.clone();
+            tokio::task::spawn_blocking(move || engine.remove_cache_dir(&hex))
+                .await
+                .map_err(|e| EngineError::Session(format!("cache eviction failed: {e}")))??;
             self.inner.store.remove_torrent(&rec.infohash)?;
             info!(name = %rec.name, bytes = rec.total_bytes, "evicted from cache");
             total = total.saturating_sub(rec.total_bytes);

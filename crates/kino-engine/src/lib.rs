@@ -3,7 +3,8 @@
 //! One [`Engine`] owns a librqbit session and adds what a streaming product needs on top:
 //!
 //! - [`source`]: strict parsing of what a user hands Kino (magnet, infohash, `.torrent`), and
-//!   validation of every file name before anything touches the disk ([`names`]).
+//!   validation of every file name before anything touches the disk ([`names`]); every
+//!   `.torrent` passes Kino's strict [`bencode`] decoder before librqbit reads it.
 //! - [`Engine::add`]: resolve metadata (from the database, the source, or the swarm with a
 //!   timeout), then download into the cache folder, the user's folder, or seed in place.
 //! - [`Engine::open_stream`]: a [`KinoStream`] per reader, from a bounded pool of stream slots
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bencode;
 pub mod config;
 pub mod create;
 mod engine;
@@ -36,10 +38,12 @@ pub mod names;
 pub mod source;
 mod stream;
 
-pub use config::{DEFAULT_PEER_REQUEST_WINDOW, EngineConfig, SharePolicy};
+pub use config::{
+    DEFAULT_PEER_REQUEST_WINDOW, DEFAULT_STREAM_IDLE_TIMEOUT, EngineConfig, SharePolicy,
+};
 pub use engine::{
-    AddOptions, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus, Torrent,
-    TransferStatus,
+    AddOptions, CacheOverflow, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus,
+    Torrent, TransferStatus,
 };
 pub use error::EngineError;
 pub use kino_media::MediaInfo;

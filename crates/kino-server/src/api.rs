@@ -474,9 +474,12 @@ async fn play(
         .or_else(|| s.infohash.clone())
         .ok_or_else(|| invalid("the stream names no torrent"))?;
     let source = TorrentSource::parse(&text)?;
-    let torrent = c
+    // Added and pinned in one step, so a film larger than the whole cache is not evicted on
+    // arrival; once the guard is gone, the player's stream keeps it, and then being the film
+    // watched last does (the engine never evicts the most recently used one).
+    let (torrent, guard) = c
         .engine
-        .add(
+        .add_for_playing(
             &source,
             AddOptions {
                 peers: c.peers.to_vec(),
@@ -484,6 +487,7 @@ async fn play(
             },
         )
         .await?;
+    let cache_warning = guard.over_cache_limit().map(|o| o.to_string());
     let ih = torrent.infohash();
     let file = s.file_index as usize;
     if torrent.info().files.get(file).is_none_or(|f| f.padding) {
@@ -508,6 +512,7 @@ async fn play(
         "mime": s.mime,
         "stream_url": format!("/stream/{hex}/{file}"),
         "resume": resume_of(&c.store, &h.key, &h.title.id)?,
+        "cache_warning": cache_warning,
     })))
 }
 
@@ -540,6 +545,7 @@ async fn status(
         "have_bytes": p.transfer.have_bytes,
         "total_bytes": p.transfer.total_bytes,
         "finished": p.transfer.finished,
+        "rejected_pieces": p.transfer.rejected_pieces,
         "media": media,
     })))
 }

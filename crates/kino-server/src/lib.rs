@@ -5,6 +5,8 @@
 //! `Accept-Ranges`, `Content-Length` and a `Content-Type` from the file name. Each response
 //! body is a [`kino_engine::KinoStream`]: it waits only for the piece under its position, and
 //! its position steers what the engine downloads next, so a player's seek re-aims the download.
+//! A response whose reader asks for nothing during `stream_idle_timeout` releases its stream
+//! slot and ends ([`kino_engine::EngineConfig::stream_idle_timeout`]).
 //!
 //! The server binds 127.0.0.1 by default and refuses requests whose `Host` is not a loopback
 //! name with the port it is bound to (DNS rebinding); [`Server::bind`] hands the bound address
@@ -21,6 +23,7 @@
 
 mod api;
 pub mod codecs;
+mod idle;
 mod range;
 pub mod security;
 pub mod settings;
@@ -375,7 +378,10 @@ async fn stream_file(
             })?;
     }
     debug!(file, start, count, "serving stream");
-    let body = tokio_util::io::ReaderStream::with_capacity(stream.take(count), 64 * 1024);
+    // A player that stops reading gives its stream slot back after the idle timeout.
+    let idle = state.engine.config().stream_idle_timeout;
+    let reader = idle::with_idle_timeout(stream.take(count), idle);
+    let body = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
     builder.body(Body::from_stream(body)).map_err(internal)
 }
 

@@ -318,6 +318,7 @@ async function playerPage(key, id, streamIndex) {
     el("p", {}, back),
     el("div", { class: "player" }, video, spinner),
     hud, resumeNote, err,
+    p.cache_warning ? el("div", { class: "notice", id: "cache-warning", role: "note", text: p.cache_warning }) : null,
     el("p", { class: "keys" },
       el("kbd", { text: "Space" }), " play/pause  ",
       el("kbd", { text: "←" }), el("kbd", { text: "→" }), " 10 s  ",

@@ -347,8 +347,9 @@ async fn play_inner(
     };
     let mut peers = a.peers.clone();
     peers.extend(seen);
-    let torrent = engine
-        .add(
+    // Added and pinned in one step: a film larger than the whole cache is not evicted.
+    let (torrent, guard) = engine
+        .add_for_playing(
             &TorrentSource::Metainfo(info),
             AddOptions {
                 peers,
@@ -358,7 +359,9 @@ async fn play_inner(
         .await?;
     let info = torrent.info();
     let ih = torrent.infohash();
-    let _guard = engine.play_guard(&ih)?;
+    if let Some(over) = guard.over_cache_limit() {
+        eprintln!("warning: {over}");
+    }
     engine.prepare_playback(&ih, file);
     let url = server.stream_url(&infohash_hex(&ih), file);
     println!("{url}");
@@ -438,11 +441,7 @@ async fn status_loop(
             && !t.finished
         {
             warned = true;
-            let msg = format!(
-                "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
-                 the DHT bootstrap nodes, or your network); still trying",
-                NO_PEER_WARNING.as_secs()
-            );
+            let msg = no_progress_message(&t);
             if tty {
                 eprintln!("\r\x1b[2K{msg}");
             } else {
@@ -470,6 +469,24 @@ async fn status_loop(
     }
     if tty {
         eprintln!();
+    }
+}
+
+/// What the status line says when no peer is connected and data is missing: that peers sent
+/// corrupt data, when that is why (a peer whose pieces fail verification is disconnected),
+/// else that no peer is reachable.
+fn no_progress_message(t: &kino_engine::TransferStatus) -> String {
+    match t.rejected_pieces {
+        0 => format!(
+            "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
+             the DHT bootstrap nodes, or your network); still trying",
+            NO_PEER_WARNING.as_secs()
+        ),
+        n => format!(
+            "peers sent data that failed verification ({n} {} rejected, none of it played): \
+             the only peers found send corrupt data; still looking for others",
+            if n == 1 { "piece" } else { "pieces" }
+        ),
     }
 }
 
@@ -647,4 +664,23 @@ fn disk_usage(dir: &Path, cache: bool, metainfo: &[u8]) -> u64 {
         .filter_map(|f| std::fs::metadata(dir.join(&f.path)).ok())
         .map(|m| (m.blocks() * 512).min(m.len()))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_peers_are_named_instead_of_no_peer_reachable() {
+        let mut t = kino_engine::TransferStatus::default();
+        assert!(no_progress_message(&t).starts_with("no peer reachable after 30 s"));
+        t.rejected_pieces = 3;
+        let msg = no_progress_message(&t);
+        assert!(
+            msg.starts_with("peers sent data that failed verification (3 pieces rejected"),
+            "{msg}"
+        );
+        t.rejected_pieces = 1;
+        assert!(no_progress_message(&t).contains("(1 piece rejected"));
+    }
 }

@@ -838,6 +838,158 @@ fn hostile_file_names_are_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `.torrent` whose info dict has these entries, encoded by hand (the `B` writer cannot
+/// hold integers beyond `i64`).
+fn raw_torrent(info_entries: &str) -> Vec<u8> {
+    format!("d4:infod{info_entries}ee").into_bytes()
+}
+
+/// `kino play` and `kino fetch` of `torrent` both refuse it: exit 2, one line that contains
+/// `want`.
+fn assert_refused(root: &Path, name: &str, torrent: &[u8], want: &str) -> anyhow::Result<()> {
+    let path = root.join(name);
+    std::fs::write(&path, torrent)?;
+    let data = root.join("data");
+    for cmd in ["play", "fetch"] {
+        let mut c = kino_quiet(&data);
+        c.arg(cmd).arg(&path);
+        if cmd == "fetch" {
+            c.arg("-o").arg(root.join("out"));
+        }
+        let out = run_bounded(c, QUICK)?;
+        assert_user_error(&out, &format!("{cmd} {name}"), true);
+        assert!(
+            out.stderr.contains(want),
+            "{cmd} {name}: want {want:?}: {out:?}"
+        );
+    }
+    assert!(
+        !root.join("out").exists(),
+        "{name}: fetch created its output"
+    );
+    Ok(())
+}
+
+/// Lengths beyond `u64` (librqbit's parser alone reads 2^64 + 5 as 5 bytes) and piece
+/// lengths beyond `u32` are refused at parse time, naming the field.
+#[test]
+fn torrent_lengths_beyond_u64_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hashes = "h".repeat(20);
+    assert_refused(
+        tmp.path(),
+        "huge.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi18446744073709551621e4:name5:a.bin12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "info.length: an integer outside the range of a signed 64-bit number",
+    )?;
+    // 2^32 + 16384: as a u32 it would be 16384.
+    assert_refused(
+        tmp.path(),
+        "wide-pieces.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi100e4:name5:a.bin12:piece lengthi4294983680e6:pieces20:{hashes}"
+        )),
+        "info.piece length 4294983680 is out of range",
+    )?;
+    // Three files of 2^63 - 1 bytes: each fits, their sum does not.
+    let big = i64::MAX;
+    let files: String = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("d6:lengthi{big}e4:pathl1:{n}ee"))
+        .collect();
+    assert_refused(
+        tmp.path(),
+        "sum.torrent",
+        &raw_torrent(&format!(
+            "5:filesl{files}e4:name4:film12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "the file lengths add up to more than 2^64 bytes",
+    )?;
+    // Duplicate keys: which value a parser takes is up to the parser.
+    assert_refused(
+        tmp.path(),
+        "dup.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi100e6:lengthi5e4:name5:a.bin12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "info.length: a dictionary key that appears twice",
+    )?;
+    Ok(())
+}
+
+/// A file that is also the folder of another (`a` and `a/b.mp4`) is refused at parse time
+/// (it used to fail later with "File exists", exit 1).
+#[test]
+fn a_file_that_is_also_a_folder_is_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let file = |path: &[&str]| {
+        B::Dict(vec![
+            ("length", B::Int(10)),
+            ("path", B::List(path.iter().map(bs).collect())),
+        ])
+    };
+    let info = B::Dict(vec![
+        ("name", bs("film")),
+        ("files", B::List(vec![file(&["a"]), file(&["a", "b.mp4"])])),
+        ("piece length", B::Int(16384)),
+        ("pieces", B::Bytes(vec![7; 20])),
+    ]);
+    assert_refused(
+        tmp.path(),
+        "file-and-folder.torrent",
+        &torrent_bytes(info),
+        r#""a" is a file and also the folder of "a/b.mp4""#,
+    )
+}
+
+/// Bidirectional-text controls in a torrent name (U+202E shows `film\u{202e}4pm.exe` as
+/// `filmexe.mp4`) and C1 controls are refused, and never printed raw.
+#[test]
+fn bidi_and_c1_controls_in_torrent_names_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for (i, name) in ["film\u{202e}4pm.exe", "a\u{2067}b.mp4", "a\u{9b}2Jb.mp4"]
+        .iter()
+        .enumerate()
+    {
+        let torrent = torrent_bytes(single_file_info(name.as_bytes(), 100, 16384, 20));
+        let want = if i < 2 {
+            "bidirectional text controls"
+        } else {
+            "control characters"
+        };
+        assert_refused(tmp.path(), &format!("name{i}.torrent"), &torrent, want)?;
+    }
+    // What reached the terminal: no raw control of either kind.
+    let path = tmp.path().join("name0.torrent");
+    let mut c = kino_quiet(&tmp.path().join("data"));
+    c.arg("play").arg(&path);
+    let out = run_bounded(c, QUICK)?;
+    assert!(
+        !out.stderr.contains('\u{202e}') && out.stderr.contains("\\u{202e}"),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+/// `kino play /proc/self/pagemap` (size 0 in its metadata, gigabytes when read) is refused
+/// after at most the .torrent size limit was read: exit 2.
+#[test]
+fn unbounded_torrent_files_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut c = kino_quiet(&tmp.path().join("data"));
+    c.args(["play", "/proc/self/pagemap"]);
+    let out = run_bounded(c, QUICK)?;
+    assert_user_error(&out, "play /proc/self/pagemap", true);
+    assert!(
+        out.stderr
+            .contains("is larger than the 16777216 bytes a .torrent file may have"),
+        "{out:?}"
+    );
+    Ok(())
+}
+
 /// A player killed with SIGKILL mid-download resumes from what it verified.
 ///
 /// Method: the first seeder is capped at 2 MiB/s so the 40 MiB download takes a while; once
@@ -1118,6 +1270,136 @@ async fn cache_never_evicts_what_is_playing() -> anyhow::Result<()> {
     assert_eq!(present(&ih2)?, (true, true, true));
     assert_eq!(present(&ih3)?, (true, true, true));
 
+    common::shutdown_checked(viewer).await?;
+    common::shutdown_checked(seeder).await?;
+    Ok(())
+}
+
+/// A film larger than the whole cache limit plays: `kino play` says so, the film downloads
+/// whole and stays cached after the player exits (it is the film watched last), and it is
+/// the first to go once another film is watched. (It used to be evicted on arrival: "torrent
+/// not managed", exit 1.)
+#[test]
+fn a_film_larger_than_the_cache_plays() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let big = make_film(root, "big.mp4", 3 * MIB as usize, 41)?;
+    let small = make_film(root, "small.mp4", 512 * 1024, 42)?;
+    let s_big = start_seeder(&root.join("seed-big"), &[], &big)?;
+    let s_small = start_seeder(&root.join("seed-small"), &[], &small)?;
+    let v = root.join("viewer");
+    let flags = ["--cache-limit", "1"]; // 1 MiB, less than the 3 MiB film
+
+    let stderr_path = root.join("play-big.stderr");
+    let mut c = kino(&v);
+    c.args(flags)
+        .arg("play")
+        .arg(&big.torrent)
+        .arg("--peer")
+        .arg(s_big.addr.to_string())
+        .stderr(std::fs::File::create(&stderr_path)?);
+    let mut p = KinoProcess::spawn(c)?;
+    p.wait_line(Duration::from_secs(60), |l| l.starts_with("http://"))?;
+    wait_file_eq(&cache_file(&v, &big), &big.data, Duration::from_secs(120))?;
+    assert_eq!(p.terminate()?, Some(0), "play must exit cleanly on SIGTERM");
+    let stderr = std::fs::read_to_string(&stderr_path)?;
+    assert!(
+        stderr.contains(
+            "warning: this film (3.0 MiB) is larger than the cache limit (1.0 MiB): it plays, \
+             and is evicted first when you watch something else"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not managed"), "{stderr}");
+    // Kept after the player exits: it is the film watched last.
+    assert_eq!(row(&v, &big)?.size, 3 * MIB);
+    assert_eq!(std::fs::read(cache_file(&v, &big))?, big.data);
+
+    std::thread::sleep(Duration::from_millis(1100)); // watch times have 1 s resolution
+    play_to_completion(&v, &flags, &small, &[s_small.addr])?;
+    let rows = status(&v)?;
+    assert!(
+        !rows.contains_key(&big.infohash),
+        "the big film should go first: {rows:?}"
+    );
+    assert!(!v.join("media").join(&big.infohash).exists());
+    assert!(rows.contains_key(&small.infohash), "{rows:?}");
+    assert_eq!(std::fs::read(cache_file(&v, &small))?, small.data);
+    Ok(())
+}
+
+/// In process: `add_for_playing` returns the film already pinned, so the cache limit it
+/// enforces cannot evict it, whatever its size; the guard says it is over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_for_playing_pins_a_film_larger_than_the_cache() -> anyhow::Result<()> {
+    use kino_engine::{AddOptions, CacheOverflow, Placement, TorrentSource};
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let seeder = common::engine(&root.join("seed"), |_| {}).await?;
+    let mut films = Vec::new();
+    for i in 0..2u64 {
+        let path = root.join(format!("src{i}/film{i}.mp4"));
+        let data = write_random(&path, 3 * MIB as usize, 50 + i)?;
+        let c = kino_engine::create::create_torrent(&path, Some(PIECE as u32), |_, _| {})?;
+        tokio::time::timeout(Duration::from_secs(60), seeder.seed_created(&c)).await??;
+        films.push((c.info, data));
+    }
+    let addr = common::engine_addr(&seeder)?;
+    let viewer = common::engine(&root.join("viewer"), |c| {
+        c.share.cache_limit_bytes = Some(MIB);
+    })
+    .await?;
+    let play = |i: usize| {
+        let viewer = viewer.clone();
+        let source = TorrentSource::Metainfo(films[i].0.clone());
+        async move {
+            let opts = AddOptions {
+                peers: vec![addr],
+                placement: Placement::Cache,
+            };
+            viewer.add_for_playing(&source, opts).await
+        }
+    };
+
+    let (t0, guard) = play(0).await?;
+    let ih0 = t0.infohash();
+    assert_eq!(
+        guard.over_cache_limit(),
+        Some(CacheOverflow {
+            film_bytes: 3 * MIB,
+            limit_bytes: MIB
+        })
+    );
+    assert!(viewer.torrent(&ih0).is_some(), "evicted on arrival");
+    let mut reader = viewer.open_stream(&ih0, 0).await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), reader.read_to_end(&mut got)).await??;
+    assert!(got == films[0].1, "the film did not play whole");
+    drop(reader);
+    viewer.enforce_cache_limit().await?;
+    assert!(viewer.torrent(&ih0).is_some(), "evicted while playing");
+    // Without the guard it stays too: it is the film watched last.
+    drop(guard);
+    viewer.enforce_cache_limit().await?;
+    assert!(
+        viewer.torrent(&ih0).is_some(),
+        "evicted while nothing else was watched"
+    );
+
+    // Watching another film evicts it first.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (t1, guard1) = play(1).await?;
+    assert!(viewer.torrent(&ih0).is_none(), "the first film should go");
+    assert!(
+        !viewer
+            .media_dir()
+            .join(kino_engine::infohash_hex(&ih0))
+            .exists()
+    );
+    assert!(viewer.torrent(&t1.infohash()).is_some());
+
+    drop(guard1);
     common::shutdown_checked(viewer).await?;
     common::shutdown_checked(seeder).await?;
     Ok(())
