@@ -66,6 +66,7 @@ impl Settings {
             ));
         }
         engine.peer_request_window = net.request_window;
+        engine.stream_idle_timeout = Duration::from_secs(cfg.http.stream_idle_timeout_secs.max(1));
         let s = &cfg.share;
         let upload = g.upload_limit.unwrap_or(s.upload_limit_kib);
         let ratio = g.ratio_limit.unwrap_or(s.ratio_limit);
