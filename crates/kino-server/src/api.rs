@@ -540,6 +540,8 @@ async fn status(
         "have_bytes": p.transfer.have_bytes,
         "total_bytes": p.transfer.total_bytes,
         "finished": p.transfer.finished,
+        "problem": p.transfer.problem.map(|x| x.code()),
+        "problem_message": p.transfer.problem.map(|x| x.message()),
         "media": media,
     })))
 }
