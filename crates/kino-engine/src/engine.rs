@@ -922,20 +922,15 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::session("cannot resume torrent", e))?;
         }
-        let inner = entry
-            .handle
-            .clone()
-            .stream(file)
-            .await
-            .map_err(|e| {
-                if entry.files.is_disk_full() {
-                    EngineError::DiskFull {
-                        dir: entry.files.root().to_path_buf(),
-                    }
-                } else {
-                    EngineError::session("cannot open stream", e)
+        let inner = entry.handle.clone().stream(file).await.map_err(|e| {
+            if entry.files.is_disk_full() {
+                EngineError::DiskFull {
+                    dir: entry.files.root().to_path_buf(),
                 }
-            })?;
+            } else {
+                EngineError::session("cannot open stream", e)
+            }
+        })?;
         self.inner
             .store
             .touch_watched(&infohash_hex(&entry.info.infohash), now_unix())?;

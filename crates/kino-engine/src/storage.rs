@@ -211,12 +211,11 @@ impl TorrentFiles {
         let mut slots = Vec::new();
         let mut offset: u64 = 0;
         for spec in files {
-            let path = names::join_inside(root, &spec.path).map_err(|source| {
-                StorageError::Name {
+            let path =
+                names::join_inside(root, &spec.path).map_err(|source| StorageError::Name {
                     path: spec.path.clone(),
                     source,
-                }
-            })?;
+                })?;
             slots.push(Slot {
                 path,
                 len: spec.len,
@@ -782,7 +781,11 @@ mod tests {
             };
             for e in entries.flatten() {
                 let p = e.path();
-                out.push(p.strip_prefix(root).map(Path::to_path_buf).unwrap_or_default());
+                out.push(
+                    p.strip_prefix(root)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                );
                 if p.is_dir() {
                     stack.push(p);
                 }
@@ -974,7 +977,9 @@ mod tests {
             let err = files.write_at(0, 0, b"abcd").expect_err("eio");
             assert!(!err.is_disk_full() && !files.is_disk_full(), "{err}");
         }
-        assert!(is_disk_full_error(&io::Error::from(io::ErrorKind::StorageFull)));
+        assert!(is_disk_full_error(&io::Error::from(
+            io::ErrorKind::StorageFull
+        )));
         files.write_at(0, 0, b"abcd")?;
         assert!(files.free_space().is_some_and(|n| n > 0));
         Ok(())
