@@ -728,8 +728,19 @@ impl Engine {
             });
         }
         if existing.is_some() {
-            // The files there are this torrent's own: it may write (nothing is missing).
+            // The files there are this torrent's own: it may write (no piece is missing, but
+            // an empty file of the torrent has no piece to prove it, so make it now).
             entry.files.allow_writes();
+            for (index, f) in entry.info.files.iter().enumerate() {
+                if f.len == 0 && !f.padding {
+                    entry.files.set_len(index, 0).map_err(|e| {
+                        EngineError::io(
+                            "cannot create an empty file of the torrent",
+                            std::io::Error::other(e),
+                        )
+                    })?;
+                }
+            }
         }
         self.inner
             .session
