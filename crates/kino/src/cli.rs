@@ -448,15 +448,14 @@ async fn status_loop(
             _ = &mut until => break,
             _ = tick.tick() => {}
         }
+        // A problem (a full disk) is said once when it starts, in place of the no-peer
+        // warning; the status line keeps showing it.
         let problem = engine.transfer_status(ih).and_then(|t| t.problem);
-        if problem.is_some() && problem != told_problem {
-            // Said once when it starts (the status line keeps saying it).
-            if let Some(p) = problem {
-                if tty {
-                    eprintln!("\r\x1b[2K{}", p.message());
-                } else {
-                    eprintln!("{}", p.message());
-                }
+        if let Some(p) = problem.filter(|p| Some(*p) != told_problem) {
+            if tty {
+                eprintln!("\r\x1b[2K{}", p.message());
+            } else {
+                eprintln!("{}", p.message());
             }
         }
         told_problem = problem;

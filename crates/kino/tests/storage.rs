@@ -179,3 +179,83 @@ async fn a_full_disk_ends_the_stream_with_an_error() -> anyhow::Result<()> {
     drop(tmpfs);
     Ok(())
 }
+
+/// The same full disk seen from `kino play`: its status says "disk full" (once as a line of
+/// its own, then in place of the peer count), instead of "no peer reachable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kino_play_says_disk_full() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film_path = root.join("src/film.mp4");
+    common::write_random(&film_path, 3 * MIB, 72)?;
+    let created = kino_engine::create::create_torrent(&film_path, Some(256 * 1024), |_, _| {})?;
+    let torrent = root.join("film.torrent");
+    std::fs::write(&torrent, &created.info.metainfo)?;
+
+    let data = root.join("viewer");
+    let Some(tmpfs) = Tmpfs::mount(&data.join("media"), "4m")? else {
+        return Ok(());
+    };
+    std::fs::write(data.join("media/filler.bin"), vec![1u8; 5 * MIB / 2])?;
+    let seeder = common::engine(&root.join("seed"), |_| {}).await?;
+    tokio::time::timeout(Duration::from_secs(60), seeder.seed_created(&created)).await??;
+    let addr = common::engine_addr(&seeder)?;
+
+    let mut c = common::kino_with_empty_config(&data)?;
+    c.env("KINO_LOG", "warn")
+        .arg("play")
+        .arg(&torrent)
+        .args(["--peer", &addr.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The status loop of a non-terminal prints every 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let (mut told, mut in_status) = (false, false);
+    while !(told && in_status) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        anyhow::ensure!(
+            !left.is_zero(),
+            "kino play never said 'disk full': {seen:#?}"
+        );
+        let Ok(line) = rx.recv_timeout(left) else {
+            continue;
+        };
+        told |= line.starts_with("disk full: free some space");
+        in_status |= line.contains("| disk full |");
+        assert!(!line.contains("no peer reachable"), "{line}");
+        seen.push(line);
+    }
+    // Our own child, by its id.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut exited = false;
+    for _ in 0..150 {
+        if child.try_wait()?.is_some() {
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !exited {
+        child.kill()?;
+        child.wait()?;
+    }
+    common::shutdown_checked(seeder).await?;
+    drop(tmpfs);
+    Ok(())
+}
