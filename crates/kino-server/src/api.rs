@@ -546,6 +546,8 @@ async fn status(
         "total_bytes": p.transfer.total_bytes,
         "finished": p.transfer.finished,
         "rejected_pieces": p.transfer.rejected_pieces,
+        "problem": p.transfer.problem.map(|x| x.code()),
+        "problem_message": p.transfer.problem.map(|x| x.message()),
         "media": media,
     })))
 }
