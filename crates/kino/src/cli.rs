@@ -102,6 +102,9 @@ impl Settings {
 
     /// Opens the store and starts the engine.
     pub async fn start_engine(&self) -> anyhow::Result<Engine> {
+        // From here on a Ctrl-C or SIGTERM must reach the command's orderly shutdown, whenever
+        // it arrives.
+        listen_for_shutdown();
         let store = self.open_store()?;
         Ok(Engine::start(self.engine.clone(), store).await?)
     }
@@ -202,20 +205,61 @@ pub struct SeedArgs {
     pub piece_length: Option<u32>,
 }
 
-/// Waits for Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM, seen once for the whole process.
+static SHUTDOWN: std::sync::OnceLock<tokio_util::sync::CancellationToken> =
+    std::sync::OnceLock::new();
+
+/// Registers the Ctrl-C and SIGTERM handlers ([`Settings::start_engine`] calls it: every command
+/// that starts an engine shuts it down in order): from then on a signal is never lost and never
+/// kills Kino with the default action, even when it arrives while nothing is waiting for it
+/// (between two steps of a command); every later [`shutdown_signal`] sees it at once. Commands
+/// that start no engine keep the default action (Ctrl-C stops `kino create` at once). Returns
+/// the token that the signal cancels.
+pub fn listen_for_shutdown() -> tokio_util::sync::CancellationToken {
+    SHUTDOWN
+        .get_or_init(|| {
+            let token = tokio_util::sync::CancellationToken::new();
+            let cancel = token.clone();
+            #[cfg(unix)]
+            let (term, int) = {
+                use tokio::signal::unix::{SignalKind, signal};
+                (
+                    signal(SignalKind::terminate()).ok(),
+                    signal(SignalKind::interrupt()).ok(),
+                )
+            };
+            // The process's signal listener: it lives as long as the process.
+            tokio::spawn(async move {
+                #[cfg(unix)]
+                {
+                    let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                        match s {
+                            Some(mut s) => {
+                                s.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    if term.is_some() || int.is_some() {
+                        tokio::select! {
+                            _ = wait(term) => {}
+                            _ = wait(int) => {}
+                        }
+                        cancel.cancel();
+                        return;
+                    }
+                }
+                let _ = tokio::signal::ctrl_c().await;
+                cancel.cancel();
+            });
+            token
+        })
+        .clone()
+}
+
+/// Waits for Ctrl-C or SIGTERM (also one that arrived before this was called).
 pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    listen_for_shutdown().cancelled().await;
 }
 
 /// `kino seed`.
