@@ -756,7 +756,11 @@ mod tests {
         let hex = key.public_key().to_hex();
         let t = stored_title(&store, &hex, "big-tone")?.expect("held");
         assert_eq!(
-            (t.title.title.as_str(), t.publisher_name.as_str(), t.folder.as_str()),
+            (
+                t.title.title.as_str(),
+                t.publisher_name.as_str(),
+                t.folder.as_str()
+            ),
             ("The Big Tone", "Open Films", "/x")
         );
         assert_eq!(stored_title(&store, &hex, "nope")?, None);
@@ -778,7 +782,10 @@ mod tests {
             ("big-tone", "The Big Tone", Some(2026))
         );
         store.save_watch_position(&hex, "big-tone", &pos(96.0, Some(100.0)), 40)?;
-        assert!(continue_watching(&store, 20)?.is_empty(), "watched to the end");
+        assert!(
+            continue_watching(&store, 20)?.is_empty(),
+            "watched to the end"
+        );
         Ok(())
     }
 }
