@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// 1 MB/s), while it also caps one peer's rate at `w × 16 KiB / RTT` (5 MB/s for 32 at
     /// 100 ms). See [`DEFAULT_PEER_REQUEST_WINDOW`] for how the default was chosen.
     pub peer_request_window: usize,
+    /// Most files of one torrent kept open at once. Files are opened on first use and the
+    /// least recently used is closed beyond this, so a torrent with thousands of files works
+    /// under a low open-file limit (`ulimit -n`).
+    pub max_open_files_per_torrent: usize,
 }
 
 /// The default of [`EngineConfig::peer_request_window`], measured with `kino-bench` on three
@@ -103,6 +107,7 @@ impl EngineConfig {
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             readahead_secs: 60,
             peer_request_window: DEFAULT_PEER_REQUEST_WINDOW,
+            max_open_files_per_torrent: crate::storage::DEFAULT_MAX_OPEN_FILES,
         }
     }
 }

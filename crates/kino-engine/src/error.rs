@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// What went wrong in the engine. [`EngineError::InvalidInput`] is the user's to fix (the CLI
-/// exits with code 2); [`EngineError::Timeout`] means the swarm could not be reached.
+/// What went wrong in the engine. [`EngineError::InvalidInput`], [`EngineError::DataMismatch`]
+/// and [`EngineError::WouldOverwrite`] are the user's to fix (the CLI exits with code 2, see
+/// [`EngineError::is_user_error`]); [`EngineError::Timeout`] means the swarm could not be
+/// reached; [`EngineError::DiskFull`] that the disk has no room.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A malformed magnet, infohash, torrent, file index or path; or a refused file name.
@@ -38,12 +40,60 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The files to seed from are not the torrent's data (the user's to fix: another folder).
+    /// Nothing was written.
+    #[error(
+        "the data in {} does not match the torrent {torrent}: {matching} of {pieces} pieces \
+         match; nothing was written",
+        dir.display()
+    )]
+    DataMismatch {
+        /// The folder the data was looked for in.
+        dir: PathBuf,
+        /// The torrent's name.
+        torrent: String,
+        /// Pieces whose SHA-1 matched.
+        matching: u64,
+        /// Pieces in the torrent.
+        pieces: u64,
+    },
+    /// A download would overwrite a file that is not this torrent's data (the user's to fix:
+    /// another folder, or consent to replace it). Nothing was written.
+    #[error(
+        "{} already exists and is not this torrent's data ({matching} of {pieces} pieces \
+         match); nothing was written",
+        path.display()
+    )]
+    WouldOverwrite {
+        /// The first existing file the torrent would write.
+        path: PathBuf,
+        /// Pieces of the torrent the existing data already holds.
+        matching: u64,
+        /// Pieces in the torrent.
+        pieces: u64,
+    },
+    /// The disk has no room for the torrent's data; the download waits for space.
+    #[error("the disk holding {} is full: free some space", dir.display())]
+    DiskFull {
+        /// The torrent's folder.
+        dir: PathBuf,
+    },
 }
 
 impl EngineError {
     /// An [`EngineError::InvalidInput`] with a message.
     pub fn invalid(msg: impl Into<String>) -> Self {
         EngineError::InvalidInput(msg.into())
+    }
+
+    /// Whether the user's input caused it (a command-line tool exits with code 2).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            EngineError::InvalidInput(_)
+                | EngineError::DataMismatch { .. }
+                | EngineError::WouldOverwrite { .. }
+        )
     }
 
     /// A librqbit error, with context.

@@ -73,6 +73,7 @@ impl From<EngineError> for ApiError {
             EngineError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())

@@ -66,6 +66,7 @@ impl Settings {
             ));
         }
         engine.peer_request_window = net.request_window;
+        engine.stream_idle_timeout = Duration::from_secs(cfg.http.stream_idle_timeout_secs.max(1));
         let s = &cfg.share;
         let upload = g.upload_limit.unwrap_or(s.upload_limit_kib);
         let ratio = g.ratio_limit.unwrap_or(s.ratio_limit);
@@ -117,10 +118,8 @@ impl Settings {
 /// Whether an error is the user's input (exit code 2).
 pub fn is_user_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<EngineError>(),
-            Some(EngineError::InvalidInput(_))
-        )
+        c.downcast_ref::<EngineError>()
+            .is_some_and(EngineError::is_user_error)
     })
 }
 
@@ -243,7 +242,8 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
     };
     let engine = s.start_engine().await?;
     let source = TorrentSource::Metainfo(info.clone());
-    let torrent = engine
+    // The data is verified (read-only) before anything is announced.
+    let added = engine
         .add(
             &source,
             AddOptions {
@@ -251,7 +251,29 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
                 placement: Placement::SeedFrom(root.clone()),
             },
         )
-        .await?;
+        .await;
+    let torrent = match added {
+        Ok(t) => t,
+        Err(e) => {
+            engine.shutdown().await;
+            return Err(match e {
+                EngineError::DataMismatch {
+                    dir,
+                    matching,
+                    pieces,
+                    ..
+                } if is_torrent => EngineError::invalid(format!(
+                    "the data in {} does not match {}: {matching} of {pieces} pieces match; \
+                     nothing was written (pass the folder that holds the torrent's content \
+                     with --data)",
+                    dir.display(),
+                    a.path.display()
+                ))
+                .into(),
+                e => e.into(),
+            });
+        }
+    };
     println!("{}", info.magnet());
     match engine.listen_addr() {
         Some(addr) => println!("listening on {addr}"),
@@ -428,13 +450,26 @@ async fn status_loop(
     let mut tick = tokio::time::interval(period);
     let started = tokio::time::Instant::now();
     let mut warned = false;
+    let mut told_problem = None;
     tokio::pin!(until);
     loop {
         tokio::select! {
             _ = &mut until => break,
             _ = tick.tick() => {}
         }
+        // A problem (a full disk) is said once when it starts, in place of the no-peer
+        // warning; the status line keeps showing it.
+        let problem = engine.transfer_status(ih).and_then(|t| t.problem);
+        if let Some(p) = problem.filter(|p| Some(*p) != told_problem) {
+            if tty {
+                eprintln!("\r\x1b[2K{}", p.message());
+            } else {
+                eprintln!("{}", p.message());
+            }
+        }
+        told_problem = problem;
         if !warned
+            && problem.is_none()
             && started.elapsed() > NO_PEER_WARNING
             && let Some(t) = engine.transfer_status(ih)
             && t.peers == 0
@@ -491,12 +526,16 @@ fn no_progress_message(t: &kino_engine::TransferStatus) -> String {
 }
 
 fn transfer_line(t: &kino_engine::TransferStatus) -> String {
+    // A problem takes the place of the peer count: peers do not help a full disk.
+    let peers = match t.problem {
+        Some(kino_engine::Problem::DiskFull) => "disk full".to_owned(),
+        _ => format!("peers {}", t.peers),
+    };
     format!(
-        "{:.0}% | down {} | up {} | peers {} | shared {}{}",
+        "{:.0}% | down {} | up {} | {peers} | shared {}{}",
         pct(t.have_bytes, t.total_bytes),
         format::rate(t.down_bps),
         format::rate(t.up_bps),
-        t.peers,
         format::bytes(t.uploaded_total),
         if t.sharing { "" } else { " (not sharing)" }
     )
@@ -524,6 +563,10 @@ pub struct FetchArgs {
     /// Give up when no byte arrives for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub stall_timeout: u64,
+    /// Replace files in the folder that have the torrent's names but not its data (without
+    /// this, such a file is never touched and the download is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `kino fetch`.
@@ -537,15 +580,34 @@ pub async fn fetch(s: Settings, a: FetchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot use {}", a.output.display()))?;
     let engine = s.start_engine().await?;
     let result = async {
-        let torrent = engine
+        let placement = if a.overwrite {
+            Placement::Replace(output.clone())
+        } else {
+            Placement::Download(output.clone())
+        };
+        let added = engine
             .add(
                 &source,
                 AddOptions {
                     peers: a.peers.clone(),
-                    placement: Placement::Download(output.clone()),
+                    placement,
                 },
             )
-            .await?;
+            .await;
+        let torrent = match added {
+            Ok(t) => t,
+            Err(EngineError::WouldOverwrite {
+                path,
+                matching,
+                pieces,
+            }) => bail!(EngineError::invalid(format!(
+                "{} already exists and is not this torrent's data ({matching} of {pieces} \
+                 pieces match); nothing was written (pass --overwrite to replace it, or choose \
+                 another folder with -o)",
+                path.display()
+            ))),
+            Err(e) => return Err(e.into()),
+        };
         let ih = torrent.infohash();
         let bar = hashing_bar(torrent.info().total_len);
         bar.set_style(
@@ -560,7 +622,13 @@ pub async fn fetch(s: Settings, a: FetchArgs) -> anyhow::Result<()> {
         tokio::pin!(done);
         loop {
             tokio::select! {
-                r = &mut done => { r?; break; }
+                r = &mut done => match r {
+                    Ok(()) => break,
+                    Err(e @ EngineError::DiskFull { .. }) => {
+                        bail!("{e}, then run the same command again: it resumes")
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown_signal() => bail!("interrupted"),
             }

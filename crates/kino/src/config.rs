@@ -140,11 +140,22 @@ pub struct ShareConfig {
 }
 
 /// The local HTTP server.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
+    /// Seconds a stream connection may ask for nothing before its reader slot is given back.
+    pub stream_idle_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            port: 0,
+            stream_idle_timeout_secs: kino_engine::DEFAULT_STREAM_IDLE_TIMEOUT.as_secs(),
+        }
+    }
 }
 
 impl Default for NetworkConfig {
@@ -307,6 +318,7 @@ mod tests {
             "ratio_limit",
             "cache_limit_mib",
             "port",
+            "stream_idle_timeout_secs",
             "allow_local_trackers",
         ] {
             assert!(

@@ -141,7 +141,36 @@ enum Command {
 /// (thumbnails, `spawn_blocking`) is short.
 const MAX_BLOCKING_THREADS: usize = 8;
 
+/// Raises the soft limit on open files to the hard limit, where the system allows it. The
+/// engine opens a torrent's files lazily and keeps few open, but peers' sockets, the database
+/// and every torrent Kino seeds add up, and the usual soft limit (1024) is low for that.
+/// Best effort: on failure the limit stays as it was.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through the pointer, which is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one `rlimit` through the pointer, which is valid for reads.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
+
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -1441,3 +1441,308 @@ fn status_shows_cache_and_sharing() -> anyhow::Result<()> {
     assert!(r.ratio > 0.0, "{r:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Data safety: Kino never writes to the user's data unless told to (issue 12: D1, D6, D7)
+// ---------------------------------------------------------------------------------------
+
+/// Everything under `root`: each entry's relative path, and for files their bytes and
+/// modification time (to prove that nothing was written, resized or touched).
+type Snapshot = BTreeMap<PathBuf, Option<(Vec<u8>, std::time::SystemTime)>>;
+
+fn snapshot(root: &Path) -> anyhow::Result<Snapshot> {
+    let mut out = BTreeMap::new();
+    for rel in listing(root)? {
+        let p = root.join(&rel);
+        let m = std::fs::symlink_metadata(&p)?;
+        let content = if m.is_file() {
+            Some((std::fs::read(&p)?, m.modified()?))
+        } else {
+            None
+        };
+        out.insert(rel, content);
+    }
+    Ok(out)
+}
+
+/// `kino create DIR -o OUT --piece-length N`; returns the infohash.
+fn create_torrent(data: &Path, dir: &Path, out: &Path, piece: u64) -> anyhow::Result<String> {
+    let mut c = kino(data);
+    c.arg("create")
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .args(["--piece-length", &piece.to_string()]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    ensure!(out.code == Some(0), "kino create failed: {out:?}");
+    Ok(out
+        .stdout
+        .trim()
+        .strip_prefix("magnet:?xt=urn:btih:")
+        .and_then(|s| s.get(..40))
+        .context("create printed no magnet")?
+        .to_owned())
+}
+
+/// D1: `kino seed X.torrent --data DIR` with the wrong DIR. DIR holds files with the
+/// torrent's names but other content (a 4000-byte catalog.json as in the report; one file
+/// identical, so some pieces match). The seed is refused (exit 2, one line saying how many
+/// pieces match, no "listening on"), every file in DIR is byte-identical with the same mtime,
+/// and nothing is created there. The right folder then seeds.
+#[test]
+fn seed_never_writes_to_the_data_it_seeds() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    // The torrent: catalog.json (4000 B) + posters/a.jpg (30000 B) + subs/a.srt (2000 B),
+    // in pieces of 16 KiB: piece 0 = catalog.json + the start of a.jpg, piece 1 = a.jpg
+    // only, piece 2 = the end of a.jpg + a.srt.
+    let src = root.join("src/cat");
+    write_random(&src.join("catalog.json"), 4000, 31)?;
+    let poster = write_random(&src.join("posters/a.jpg"), 30000, 32)?;
+    write_random(&src.join("subs/a.srt"), 2000, 33)?;
+    let torrent = root.join("cat.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 16384)?;
+
+    // The wrong folder: the same names, other bytes (the poster alone is identical).
+    let wrong = root.join("wrong");
+    write_random(&wrong.join("catalog.json"), 4000, 41)?;
+    std::fs::create_dir_all(wrong.join("posters"))?;
+    std::fs::write(wrong.join("posters/a.jpg"), &poster)?;
+    write_random(&wrong.join("subs/a.srt"), 1000, 43)?;
+    write_random(&wrong.join("notes.txt"), 10, 44)?;
+    let before = snapshot(&wrong)?;
+
+    let data = root.join("data");
+    let mut c = kino_quiet(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&wrong);
+    let out = run_bounded(c, Duration::from_secs(60))?;
+    assert_user_error(&out, "seed from the wrong folder", false);
+    let line = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&format!("the data in {} does not match", wrong.display()))
+            && line.contains("cat.torrent")
+            && line.contains("1 of 3 pieces match")
+            && line.contains("nothing was written")
+            && line.contains("--data"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("listening on"), "{out:?}");
+    assert_eq!(snapshot(&wrong)?, before, "the wrong folder was changed");
+
+    // A folder that does not hold the content at all: 0 pieces, and it is not created.
+    let missing = root.join("missing");
+    let mut c = kino_quiet(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&missing);
+    let out = run_bounded(c, Duration::from_secs(60))?;
+    assert_user_error(&out, "seed from a missing folder", false);
+    assert!(out.stderr.contains("0 of 3 pieces match"), "{out:?}");
+    assert!(!missing.exists(), "seeding created {}", missing.display());
+
+    // Control: the right folder seeds, and is not changed either.
+    let src_before = snapshot(&src)?;
+    let mut c = kino(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&src);
+    let mut p = KinoProcess::spawn(c)?;
+    p.wait_line(Duration::from_secs(60), |l| l.starts_with("listening on "))?;
+    assert_eq!(p.terminate()?, Some(0));
+    assert_eq!(snapshot(&src)?, src_before, "seeding changed its own data");
+    Ok(())
+}
+
+/// D7: `kino fetch X -o DIR` where DIR holds an unrelated file with the torrent's name: refused
+/// (exit 2, the file named, `--overwrite` suggested) and the file is untouched; with
+/// `--overwrite` the download replaces it. Data that already is the torrent's is used as is.
+#[test]
+fn fetch_never_overwrites_an_unrelated_file() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film = make_film(root, "f.mp4", 2 * MIB as usize, 51)?;
+    let mut s = start_seeder(&root.join("seed"), &[], &film)?;
+
+    let out_dir = root.join("out");
+    write_random(&out_dir.join("f.mp4"), 4000, 52)?;
+    let before = snapshot(&out_dir)?;
+    let data = root.join("viewer");
+    let out = fetch(&data, &film, &out_dir, &[s.addr], 30)?;
+    assert_user_error(&out, "fetch over an unrelated file", false);
+    let line = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&out_dir.join("f.mp4").canonicalize()?.display().to_string())
+            && line.contains("already exists")
+            && line.contains("--overwrite"),
+        "{out:?}"
+    );
+    assert_eq!(
+        snapshot(&out_dir)?,
+        before,
+        "the unrelated file was changed"
+    );
+
+    // With --overwrite, the same command replaces it.
+    let mut c = kino(&data);
+    c.arg("fetch")
+        .arg(&film.torrent)
+        .arg("-o")
+        .arg(&out_dir)
+        .arg("--overwrite")
+        .args(["--peer", &s.addr.to_string()]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    assert_eq!(out.code, Some(0), "fetch --overwrite: {out:?}");
+    assert_eq!(std::fs::read(out_dir.join("f.mp4"))?, film.data);
+    assert_eq!(s.proc.terminate()?, Some(0));
+
+    // A folder already holding the torrent's data, unknown to this Kino: used as is, finished
+    // at once with no peer at all.
+    let have = root.join("have");
+    std::fs::create_dir_all(&have)?;
+    std::fs::write(have.join("f.mp4"), &film.data)?;
+    let before = snapshot(&have)?;
+    let out = fetch(&root.join("other"), &film, &have, &[], 5)?;
+    assert_eq!(out.code, Some(0), "fetch into complete data: {out:?}");
+    assert_eq!(snapshot(&have)?, before);
+    Ok(())
+}
+
+/// D7's other half: an interrupted `kino fetch` resumes into the same folder (the engine's
+/// record says it was downloading there), without `--overwrite`.
+#[test]
+fn fetch_resumes_its_own_download() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film = make_film(root, "r.mp4", 16 * MIB as usize, 61)?;
+    let data = root.join("viewer");
+    let out_dir = root.join("out");
+    let file = out_dir.join("r.mp4");
+    {
+        // A slow seeder, so the first fetch is stopped halfway.
+        let s = start_seeder(&root.join("seed1"), &["--upload-limit", "2048"], &film)?;
+        let mut c = kino(&data);
+        c.arg("fetch")
+            .arg(&film.torrent)
+            .arg("-o")
+            .arg(&out_dir)
+            .args(["--peer", &s.addr.to_string()]);
+        let mut p = KinoProcess::spawn(c)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while good_piece_bytes(&file, &film.data) < 2 * MIB {
+            ensure!(
+                Instant::now() < deadline,
+                "the first fetch made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p.kill9()?;
+    }
+    let kept = good_piece_bytes(&file, &film.data);
+    ensure!(kept < film.data.len() as u64, "finished before the kill");
+
+    let s = start_seeder(&root.join("seed2"), &[], &film)?;
+    let out = fetch(&data, &film, &out_dir, &[s.addr], 60)?;
+    assert_eq!(out.code, Some(0), "the resumed fetch was refused: {out:?}");
+    assert_eq!(std::fs::read(&file)?, film.data);
+    Ok(())
+}
+
+/// A folder of `n` small files (100 to 1100 bytes each) in 10 sub-folders.
+fn many_files(dir: &Path, n: usize) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+    (0..n)
+        .map(|i| {
+            let rel = PathBuf::from(format!("d{}/f{i:04}.bin", i % 10));
+            let data = write_random(&dir.join(&rel), 100 + (i * 37) % 1000, 1000 + i as u64)?;
+            Ok((rel, data))
+        })
+        .collect()
+}
+
+/// `kino ARGS` under `ulimit -n LIMIT` (soft and hard: `kino` cannot raise it back).
+fn kino_with_nofile(data: &Path, limit: u32) -> Command {
+    let inner = kino(data);
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// D6: a torrent with 3000 files downloads in a process whose open-file limit is 256 (soft
+/// and hard): librqbit's own storage opened every file at once and failed with "Too many open
+/// files", leaving about a thousand empty files behind.
+#[test]
+fn torrents_with_more_files_than_the_open_file_limit_download() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let src = root.join("many");
+    let files = many_files(&src, 3000)?;
+    let torrent = root.join("many.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 64 * 1024)?;
+    let mut c = kino(&root.join("seed"));
+    c.arg("seed").arg(&torrent).arg("--data").arg(&src);
+    let mut seeder = KinoProcess::spawn(c)?;
+    let addr = parse_listen_line(
+        &seeder.wait_line(Duration::from_secs(120), |l| l.starts_with("listening on "))?,
+    )?;
+
+    // The limit really applies in the child.
+    let probe = Command::new("sh")
+        .args(["-c", "ulimit -n 256 && ulimit -Hn"])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "256");
+
+    let out_dir = root.join("out");
+    let mut c = kino_with_nofile(&root.join("viewer"), 256);
+    c.arg("fetch").arg(&torrent).arg("-o").arg(&out_dir).args([
+        "--peer",
+        &addr.to_string(),
+        "--stall-timeout",
+        "60",
+    ]);
+    let out = run_bounded(c, Duration::from_secs(300))?;
+    assert_eq!(out.code, Some(0), "fetch under ulimit -n 256: {out:?}");
+    for (rel, data) in &files {
+        let got = std::fs::read(out_dir.join("many").join(rel))
+            .with_context(|| format!("{} missing", rel.display()))?;
+        assert!(&got == data, "{} differs", rel.display());
+    }
+    assert_eq!(seeder.terminate()?, Some(0));
+    Ok(())
+}
+
+/// D6: an add that fails leaves nothing behind. A 3000-file download refused because one of
+/// its files already exists (unrelated) in the output folder, under the same low open-file
+/// limit, creates no file and no folder at all.
+#[test]
+fn a_failed_add_leaves_no_files_behind() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let src = root.join("many");
+    many_files(&src, 3000)?;
+    let torrent = root.join("many.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 64 * 1024)?;
+
+    let out_dir = root.join("out");
+    write_random(&out_dir.join("many/d9/f2999.bin"), 77, 9)?;
+    let before = snapshot(&out_dir)?;
+    let mut c = kino_with_nofile(&root.join("viewer"), 256);
+    c.env_remove("KINO_LOG")
+        .arg("fetch")
+        .arg(&torrent)
+        .arg("-o")
+        .arg(&out_dir)
+        .args(["--stall-timeout", "5"]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    assert_user_error(&out, "fetch over an unrelated file", false);
+    assert!(out.stderr.contains("f2999.bin"), "{out:?}");
+    assert_eq!(
+        snapshot(&out_dir)?,
+        before,
+        "the failed add left files behind"
+    );
+    Ok(())
+}

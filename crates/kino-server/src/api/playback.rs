@@ -117,6 +117,8 @@ pub(super) async fn status(
         total_bytes: t.total_bytes,
         finished: t.finished,
         rejected_pieces: t.rejected_pieces,
+        problem: t.problem.map(|x| x.code()),
+        problem_message: t.problem.map(|x| x.message()),
         media,
     }))
 }

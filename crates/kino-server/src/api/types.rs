@@ -148,8 +148,7 @@ pub(crate) struct Play {
     pub(crate) cache_warning: Option<String>,
 }
 
-/// `GET /api/status/{infohash}/{file}`. (A disk `problem` code and its message go here as
-/// two more fields.)
+/// `GET /api/status/{infohash}/{file}`.
 #[derive(Serialize)]
 pub(crate) struct Status {
     pub(crate) position: u64,
@@ -162,6 +161,10 @@ pub(crate) struct Status {
     pub(crate) total_bytes: u64,
     pub(crate) finished: bool,
     pub(crate) rejected_pieces: u64,
+    /// What keeps the torrent from making progress (`"disk_full"`), if anything.
+    pub(crate) problem: Option<&'static str>,
+    /// The same, in one line for the user.
+    pub(crate) problem_message: Option<&'static str>,
     pub(crate) media: Option<Media>,
 }
 
