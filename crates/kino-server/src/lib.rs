@@ -80,9 +80,19 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
