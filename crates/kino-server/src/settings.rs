@@ -78,7 +78,7 @@ pub enum DataDirError {
     #[error("{0} is not a folder: choose a folder")]
     NotAFolder(PathBuf),
     /// The folder does not exist and cannot be made.
-    #[error("cannot create the folder {path}: {source}")]
+    #[error("cannot create the folder {path}")]
     CannotCreate {
         /// The folder.
         path: PathBuf,
@@ -86,13 +86,21 @@ pub enum DataDirError {
         source: std::io::Error,
     },
     /// No file can be written in the folder.
-    #[error("cannot write in {path}: {source}; choose a folder you can write to")]
+    #[error("cannot write in {path} (choose a folder you can write to)")]
     NotWritable {
         /// The folder.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl DataDirError {
+    /// What the caller should do about it: choose another folder
+    /// ([`kino_core::ErrorKind::UserInput`]).
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        kino_core::ErrorKind::UserInput
+    }
 }
 
 /// Folders that are never a data folder, nor is anything inside them.
