@@ -256,8 +256,7 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
                      with --data)",
                     dir.display(),
                     a.path.display()
-                ))
-                .into(),
+                )),
                 e => e.into(),
             });
         }

@@ -96,7 +96,6 @@ pub fn report_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     /// Issue 13: a library error whose text also held its `source` printed the cause twice.
     #[test]

@@ -306,10 +306,7 @@ pub async fn release_cmd(s: Settings, cmd: ReleaseCommand) -> anyhow::Result<()>
         }
         ReleaseCommand::Publish(a) => {
             let keys = load_keys(&a.keys)?;
-            let version: Version = a
-                .release_version
-                .parse()
-                .map_err(|e| user_error(format!("{e}")))?;
+            let version: Version = a.release_version.parse().map_err(user_error)?;
             let platform = a.platform.unwrap_or_else(kino_update::current_platform);
             let artifacts: Vec<Artifact> = a
                 .artifacts
