@@ -39,7 +39,7 @@ pub enum InfoHashError {
         position: usize,
     },
     /// A 32-character string that is not base32.
-    #[error("not a base32 infohash: {0}")]
+    #[error("not a base32 infohash")]
     NotBase32(#[from] Base32Error),
 }
 
@@ -332,7 +332,10 @@ mod tests {
 
     #[test]
     fn errors_say_what_was_wrong() {
-        let msg = |s: &str| s.parse::<InfoHash>().map_err(|e| e.to_string());
+        let msg = |s: &str| {
+            s.parse::<InfoHash>()
+                .map_err(|e| crate::Report(&e).to_string())
+        };
         assert_eq!(
             msg("abc"),
             Err("an infohash is 40 hex or 32 base32 characters, found 3".into())

@@ -5,6 +5,8 @@
 //!   or 32 base32 characters, shown as 40 lower-case hex, stored (serde, and SQLite behind the
 //!   `sqlite` feature) as that hex string.
 //! - [`base32`]: the RFC 4648 base32 decoder (and encoder) magnet links need, written once.
+//! - [`ErrorKind`] ([`error`]): what the caller should do about an error, which every library
+//!   error of Kino reports through its `kind()`; [`Report`] prints an error with its causes.
 //! - [`piece`]: the piece length Kino gives a torrent it makes, so that streaming starts and
 //!   seeks fast.
 //!
@@ -21,7 +23,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod base32;
+pub mod error;
 pub mod infohash;
 pub mod piece;
 
+pub use error::{ErrorKind, Report};
 pub use infohash::{InfoHash, InfoHashError};

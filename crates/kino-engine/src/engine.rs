@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kino_core::Report;
 use kino_media::{IndexLocator, MediaInfo, Step};
 use kino_store::{Store, TorrentKind, TorrentRecord, now_unix};
 use librqbit::api::{Api, TorrentIdOrHash};
@@ -723,8 +724,10 @@ impl Engine {
             self.inner.config.max_open_files_per_torrent,
         )
         .map_err(|e| match e {
-            StorageError::Name { .. } => EngineError::invalid(format!("refused torrent: {e}")),
-            e => EngineError::Session(e.to_string()),
+            StorageError::Name { .. } => {
+                EngineError::invalid(format!("refused torrent: {}", Report(&e)))
+            }
+            e => EngineError::Session(Report(&e).to_string()),
         })?;
         let files = Arc::new(files);
         // What must be checked before anything is written or seeded.
@@ -887,7 +890,7 @@ impl Engine {
                     _ = cancel.cancelled() => return,
                 };
                 if let Err(e) = r {
-                    warn!(name = %entry.info.name, error = %e, "not seeding");
+                    warn!(name = %entry.info.name, error = %Report(&e), "not seeding");
                     let ih = entry.info.infohash;
                     let ours = lock(&engine.inner.torrents)
                         .get(&ih)
@@ -972,7 +975,7 @@ impl Engine {
             let info = match TorrentInfo::from_bytes(Bytes::from(rec.metainfo.clone())) {
                 Ok(i) => i,
                 Err(e) => {
-                    warn!(name = %rec.name, error = %e, "stored metainfo is invalid; skipping");
+                    warn!(name = %rec.name, error = %Report(&e), "stored metainfo is invalid; skipping");
                     continue;
                 }
             };
@@ -1134,7 +1137,7 @@ impl Engine {
                     Ok(())
                 };
                 tokio::select! {
-                    r = work => if let Err(e) = r { debug!(error = %e, "index prefetch stopped") },
+                    r = work => if let Err(e) = r { debug!(error = %Report(&e), "index prefetch stopped") },
                     _ = cancel.cancelled() => {}
                 }
             }
@@ -1444,7 +1447,7 @@ impl Engine {
                     let Some(inner) = weak.upgrade() else { return };
                     let engine = Engine { inner };
                     if let Err(e) = engine.enforce_share_policy().await {
-                        warn!(error = %e, "share policy");
+                        warn!(error = %Report(&e), "share policy");
                     }
                     // After the cache limit may have evicted something: room for a torrent
                     // stopped by a full disk?
@@ -1459,7 +1462,7 @@ impl Engine {
     /// session. Open streams end with an error.
     pub async fn shutdown(&self) {
         if let Err(e) = self.enforce_share_policy().await {
-            warn!(error = %e, "saving totals at shutdown");
+            warn!(error = %Report(&e), "saving totals at shutdown");
         }
         self.inner.cancel.cancel();
         self.inner.tasks.close();

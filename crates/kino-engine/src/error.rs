@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use kino_core::ErrorKind;
+
 /// What went wrong in the engine. [`EngineError::InvalidInput`], [`EngineError::DataMismatch`]
 /// and [`EngineError::WouldOverwrite`] are the user's to fix (the CLI exits with code 2, see
 /// [`EngineError::is_user_error`]); [`EngineError::Timeout`] means the swarm could not be
@@ -24,7 +26,7 @@ pub enum EngineError {
     #[error("the data folder {0} is in use by another running Kino (stop it or pass --data-dir)")]
     DataDirLocked(PathBuf),
     /// A file-system operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What Kino was doing.
         context: String,
@@ -86,14 +88,27 @@ impl EngineError {
         EngineError::InvalidInput(msg.into())
     }
 
+    /// What the caller should do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::InvalidInput(_)
+            | EngineError::DataMismatch { .. }
+            | EngineError::WouldOverwrite { .. } => ErrorKind::UserInput,
+            EngineError::Timeout(_) => ErrorKind::Network,
+            EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::DataDirLocked(_)
+            | EngineError::Io { .. }
+            | EngineError::DiskFull { .. } => ErrorKind::Storage,
+            EngineError::Store(e) => e.kind(),
+            EngineError::Busy(_) | EngineError::Session(_) | EngineError::ShuttingDown => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     /// Whether the user's input caused it (a command-line tool exits with code 2).
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            EngineError::InvalidInput(_)
-                | EngineError::DataMismatch { .. }
-                | EngineError::WouldOverwrite { .. }
-        )
+        self.kind() == ErrorKind::UserInput
     }
 
     /// A librqbit error, with context.

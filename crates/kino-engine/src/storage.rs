@@ -76,7 +76,7 @@ pub enum StorageError {
         path: PathBuf,
     },
     /// A torrent file name that could leave the root.
-    #[error("refused file name {path}: {source}")]
+    #[error("refused file name {path}")]
     Name {
         /// The name as the torrent gives it.
         path: PathBuf,
@@ -99,7 +99,7 @@ pub enum StorageError {
         len: u64,
     },
     /// Another I/O error.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What the storage was doing ("read", "write", "open", ...).
         action: &'static str,

@@ -76,7 +76,7 @@ impl From<EngineError> for ApiError {
             EngineError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(status, code, kino_core::Report(&e).to_string())
     }
 }
 

@@ -92,7 +92,7 @@ pub const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened or created.
-    #[error("cannot open the database {path}: {source}")]
+    #[error("cannot open the database {path}")]
     Open {
         /// The database file.
         path: PathBuf,
@@ -112,8 +112,16 @@ pub enum StoreError {
         known: i64,
     },
     /// A query failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sql(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// What the caller should do about it: every store error is the database's
+    /// ([`kino_core::ErrorKind::Storage`]).
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        kino_core::ErrorKind::Storage
+    }
 }
 
 /// Result alias for the store.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum UpdateError {
     /// The TUF metadata failed verification (signature, threshold, expiry, version, hash,
     /// length, root chain...). Nothing was installed.
-    #[error("refused: {context}: {source}")]
+    #[error("refused: {context}")]
     Tuf {
         /// What was being verified.
         context: String,
@@ -44,7 +44,7 @@ pub enum UpdateError {
     #[error(transparent)]
     Engine(#[from] kino_engine::EngineError),
     /// A file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -55,6 +55,22 @@ pub enum UpdateError {
 }
 
 impl UpdateError {
+    /// What the caller should do about it: a wrong use of the release tool, a bad key file or
+    /// no trusted root is the user's to fix.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        use kino_core::ErrorKind;
+        match self {
+            UpdateError::Usage(_) | UpdateError::Key { .. } | UpdateError::NoTrustedRoot => {
+                ErrorKind::UserInput
+            }
+            UpdateError::NoUpdate(_) => ErrorKind::NotFound,
+            UpdateError::Tuf { .. } | UpdateError::Refused(_) => ErrorKind::Internal,
+            UpdateError::Dht(e) => e.kind(),
+            UpdateError::Engine(e) => e.kind(),
+            UpdateError::Io { .. } => ErrorKind::Storage,
+        }
+    }
+
     /// True when the update was refused for a security reason (as opposed to an I/O failure).
     pub fn is_refusal(&self) -> bool {
         matches!(self, UpdateError::Tuf { .. } | UpdateError::Refused(_))

@@ -17,6 +17,7 @@ use kino_store::Store;
 
 use crate::GlobalArgs;
 use crate::config::Config;
+use crate::error::user_error;
 use crate::format;
 
 /// Everything a subcommand needs, from the config file and the flags.
@@ -54,14 +55,14 @@ impl Settings {
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !port_ok {
-                bail!(EngineError::invalid(format!(
+                bail!(user_error(format!(
                     "--dht-bootstrap {b:?}: expected HOST:PORT"
                 )));
             }
         }
         engine.local_discovery = net.local_discovery && !g.no_lsd;
         if !(1..=1024).contains(&net.request_window) {
-            bail!(EngineError::invalid(
+            bail!(user_error(
                 "network.request_window must be between 1 and 1024"
             ));
         }
@@ -72,9 +73,7 @@ impl Settings {
         let ratio = g.ratio_limit.unwrap_or(s.ratio_limit);
         let cache = g.cache_limit.unwrap_or(s.cache_limit_mib);
         if !(ratio.is_finite() && ratio >= 0.0) {
-            bail!(EngineError::invalid(
-                "--ratio-limit must be a number of at least 0"
-            ));
+            bail!(user_error("--ratio-limit must be a number of at least 0"));
         }
         engine.share = SharePolicy {
             enabled: s.enabled && !g.no_share,
@@ -116,14 +115,6 @@ impl Settings {
             .await
             .with_context(|| format!("cannot listen on {addr}"))
     }
-}
-
-/// Whether an error is the user's input (exit code 2).
-pub fn is_user_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<EngineError>()
-            .is_some_and(EngineError::is_user_error)
-    })
 }
 
 fn parse_peer(s: &str) -> Result<SocketAddr, String> {
@@ -276,10 +267,7 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
         (info, root)
     } else {
         if !a.path.exists() {
-            bail!(EngineError::invalid(format!(
-                "{} does not exist",
-                a.path.display()
-            )));
+            bail!(user_error(format!("{} does not exist", a.path.display())));
         }
         let c = make_torrent(&a.path, a.piece_length)?;
         (c.info, c.content_root)
@@ -306,14 +294,13 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
                     matching,
                     pieces,
                     ..
-                } if is_torrent => EngineError::invalid(format!(
+                } if is_torrent => user_error(format!(
                     "the data in {} does not match {}: {matching} of {pieces} pieces match; \
                      nothing was written (pass the folder that holds the torrent's content \
                      with --data)",
                     dir.display(),
                     a.path.display()
-                ))
-                .into(),
+                )),
                 e => e.into(),
             });
         }
@@ -397,7 +384,7 @@ async fn play_inner(
     let file = match a.file {
         Some(n) if info.files.get(n).is_none_or(|f| f.padding) => {
             server.shutdown().await;
-            bail!(EngineError::invalid(format!(
+            bail!(user_error(format!(
                 "--file {n}: this torrent has files 0 to {}",
                 info.files.len().saturating_sub(1)
             )));
@@ -407,7 +394,7 @@ async fn play_inner(
             Some(f) => f.index,
             None => {
                 server.shutdown().await;
-                bail!(EngineError::invalid("this torrent has no playable file"));
+                bail!(user_error("this torrent has no playable file"));
             }
         },
     };
@@ -644,7 +631,7 @@ pub async fn fetch(s: Settings, a: FetchArgs) -> anyhow::Result<()> {
                 path,
                 matching,
                 pieces,
-            }) => bail!(EngineError::invalid(format!(
+            }) => bail!(user_error(format!(
                 "{} already exists and is not this torrent's data ({matching} of {pieces} \
                  pieces match); nothing was written (pass --overwrite to replace it, or choose \
                  another folder with -o)",

@@ -78,11 +78,6 @@ impl ConfigError {
     }
 }
 
-/// Whether an error is a mistake in the user's configuration (exit code 2).
-pub fn is_user_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some())
-}
-
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -360,7 +355,7 @@ mod tests {
         std::fs::write(&path, "# mine\n[share]\nratio_limit\n")?;
         let e = Config::load(Some(&path)).expect_err("malformed");
         let text = format!("{e:#}");
-        assert!(is_user_error(&e), "{text}");
+        assert!(crate::error::is_user_error(&e), "{text}");
         assert!(!text.contains('\n'), "{text}");
         assert!(
             text.starts_with(&format!("config file {}: line 3: ", path.display())),

@@ -1,6 +1,7 @@
 //! The `kino` command: parses arguments, loads the config, runs a subcommand, and maps errors
-//! to exit codes (2 for bad input: invalid arguments and mistakes in the configuration,
-//! [`config::ConfigError`]; 1 for everything else), printed as one `kino: ...` line. The work lives in the library
+//! to exit codes (2 for bad input: any error of the chain whose kind is
+//! [`kino_core::ErrorKind::UserInput`], see [`error`]; 1 for everything else), printed as one
+//! `kino: ...` line. The work lives in the library
 //! crates; the subcommands in [`cli`] only wire them together.
 
 mod app;
@@ -8,6 +9,7 @@ mod catalogs;
 mod cli;
 mod config;
 mod demo;
+mod error;
 mod format;
 mod update;
 
@@ -236,12 +238,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kino: {e:#}");
-            if cli::is_user_error(&e) || config::is_user_error(&e) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            eprintln!("{}", error::report_line(&e));
+            error::exit_code(&e)
         }
     }
 }
