@@ -49,7 +49,7 @@ pub(crate) struct Ctx {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        internal(e)
+        internal(kino_core::Report(&e))
     }
 }
 

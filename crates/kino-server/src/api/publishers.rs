@@ -81,7 +81,7 @@ pub(super) async fn subscribe(
         return Err(invalid("the address is too long"));
     }
     let t = kino_catalog::parse_subscribe_target(req.address.trim())
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid(kino_core::Report(&e).to_string()))?;
     let (key, salt) = (t.key, t.salt.clone());
     blocking(&c.store, move |s| {
         library::subscribe(s, &key, salt.as_deref())
@@ -121,7 +121,7 @@ pub(super) async fn unsubscribe(
 ) -> Result<Json<Unsubscribed>, ApiError> {
     let k = PublisherKey::from_hex(&key)
         .or_else(|_| kino_catalog::parse_address(&key))
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid(kino_core::Report(&e).to_string()))?;
     let address = k.address();
     if !blocking(&c.store, move |s| library::unsubscribe(s, &k)).await? {
         return Err(not_found("not subscribed to this publisher"));

@@ -224,7 +224,7 @@ pub(super) async fn poster(
             .ok_or_else(|| not_found("this title has no poster"))?;
         let folder = PathBuf::from(&h.folder);
         let bytes = kino_catalog::read_asset(&folder, "poster", &rel, AssetKind::Poster)
-            .map_err(|e| not_found(&e.to_string()))?;
+            .map_err(|e| not_found(&kino_core::Report(&e).to_string()))?;
         Ok::<_, ApiError>((rel, bytes))
     })
     .await?;
@@ -266,7 +266,7 @@ pub(super) async fn subtitle(
     let path = sub.path.clone();
     let vtt = run_blocking(move || {
         let bytes = kino_catalog::read_asset(&folder, "subtitle", &path, AssetKind::Subtitle)
-            .map_err(|e| not_found(&e.to_string()))?;
+            .map_err(|e| not_found(&kino_core::Report(&e).to_string()))?;
         vtt::convert(&bytes, format).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
