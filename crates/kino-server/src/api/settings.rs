@@ -96,7 +96,8 @@ pub(super) async fn put_data_dir(
     };
     let checked = path.clone();
     let message = run_blocking(move || {
-        settings::check_data_dir(&checked).map_err(|e| invalid(kino_core::Report(&e).to_string()))?;
+        settings::check_data_dir(&checked)
+            .map_err(|e| invalid(kino_core::Report(&e).to_string()))?;
         // The binary writes its config file.
         setter(&checked).map_err(invalid)
     })
