@@ -10,6 +10,9 @@
 //!   fetched, and a [`Candidate`] (an unverified download) is only seen by the caller's check:
 //!   nothing is kept, announced or republished unless the check returned `Ok`.
 //! - Every cleanup that cannot be done is logged with what it was for; none fails the fetch.
+//! - The one exception to "a failed fetch is undone": with [`Caps::resume`], a download that
+//!   ran out of time once the torrent is in the engine goes on, to be resumed by the next fetch
+//!   (it is still checked before anything uses it).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use kino_dht::{DhtError, SignedPointer};
 use kino_engine::{AddOptions, EngineError, Id20, Placement, TorrentSource, infohash_hex};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::Pointers;
 use crate::error::{FetchError, PointerError};
@@ -58,6 +61,11 @@ pub struct Caps {
     pub timeout: Duration,
     /// What the torrent is ("catalog", "update"), in errors and logs.
     pub what: &'static str,
+    /// A download that runs out of `timeout` once the torrent is in the engine is kept (the
+    /// engine goes on downloading it, and the next fetch of the same torrent resumes it)
+    /// instead of undone: for torrents that may be too large to finish in one `timeout` on a
+    /// slow link (updates). Otherwise every failed download is undone (catalogs).
+    pub resume: bool,
 }
 
 /// A pointer found on the DHT (its signature checked by kino-dht) whose seq is not below the
@@ -221,8 +229,18 @@ impl Pointers {
         let content = match downloaded {
             Ok((_, content)) => content,
             Err(e) => {
-                // Nothing of an unreachable torrent is kept: not seeded, no folder left behind.
-                self.undo(&trail).await;
+                if caps.resume
+                    && matches!(e, EngineError::Timeout(_))
+                    && self.engine.torrent(&infohash).is_some()
+                {
+                    info!(
+                        what = caps.what,
+                        "the download ran out of time; it goes on, and the next fetch resumes it"
+                    );
+                } else {
+                    // Nothing of an unreachable torrent is kept: not seeded, no folder left.
+                    self.undo(&trail).await;
+                }
                 return Err(PointerError::from(e).into());
             }
         };

@@ -24,7 +24,8 @@
 //!    [`Caps`] (size checked on the metainfo before any piece, bounded in time), and hands the
 //!    unverified [`Candidate`] to the caller's check.
 //! 3. Refused or failed: exactly what this fetch created goes again; what is held stays as it
-//!    is ([`FetchError`]).
+//!    is ([`FetchError`]). (With [`Caps::resume`], a download that ran out of time goes on
+//!    instead, for the next fetch to resume.)
 //! 4. Accepted ([`Fetched`]): the torrent it replaces is forgotten and its folder removed
 //!    (logged when impossible), the torrent keeps seeding, this node announces itself and
 //!    republishes the publisher's item unchanged.
@@ -36,7 +37,12 @@
 //! use std::time::Duration;
 //! use kino_pointer::{Caps, Shelf};
 //!
-//! let caps = Caps { max_bytes: 1 << 20, timeout: Duration::from_secs(60), what: "example" };
+//! let caps = Caps {
+//!     max_bytes: 1 << 20,
+//!     timeout: Duration::from_secs(60),
+//!     what: "example",
+//!     resume: false,
+//! };
 //! let shelf = Shelf::new("/var/lib/kino/example");
 //! if let Some(offer) = pointers.resolve(&key, Some(b"example"), Some(3)).await? {
 //!     let fetched = pointers

@@ -20,6 +20,7 @@ const CAPS: Caps = Caps {
     max_bytes: 1024 * 1024,
     timeout: Duration::from_secs(60),
     what: "test feed",
+    resume: false,
 };
 
 struct Node {
@@ -28,15 +29,13 @@ struct Node {
     pointers: Pointers,
 }
 
-async fn node(data: &Path, testnet: &LocalTestnet, metadata_timeout: Option<Duration>) -> Node {
+async fn node(data: &Path, testnet: &LocalTestnet, tune: impl FnOnce(&mut EngineConfig)) -> Node {
     std::fs::create_dir_all(data).unwrap();
     let mut cfg = EngineConfig::new(data.to_path_buf());
     cfg.listen = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0));
     cfg.dht = false;
     cfg.local_discovery = false;
-    if let Some(t) = metadata_timeout {
-        cfg.metadata_timeout = t;
-    }
+    tune(&mut cfg);
     let store = Arc::new(kino_store::Store::open(&data.join("kino.sqlite3")).unwrap());
     let engine = Engine::start(cfg, store).await.unwrap();
     let dht = PointerDht::new(DhtConfig::loopback(testnet.bootstrap())).unwrap();
@@ -53,7 +52,7 @@ impl Node {
         Shelf::new(self.data.join("feed"))
     }
 
-    /// Publishes a one-file folder whose file holds `body`, at `seq`.
+    /// Publishes a folder whose file `body` holds `body`, at `seq`.
     async fn publish(&self, key: &SigningKey, body: &[u8], seq: i64) -> Published {
         let source = self.data.join(format!("source-{seq}"));
         std::fs::create_dir_all(&source).unwrap();
@@ -144,8 +143,8 @@ async fn check_body(content: &Path, want: &[u8]) -> Result<Vec<u8>, String> {
 async fn a_refused_fetch_keeps_nothing_and_an_accepted_one_swaps_the_old_version_out() {
     let tmp = tempfile::tempdir().unwrap();
     let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, None).await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, None).await;
+    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
+    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
     let key = SigningKey::from_bytes(&[7; 32]);
 
     // Version 1, accepted.
@@ -269,8 +268,8 @@ async fn a_refused_fetch_keeps_nothing_and_an_accepted_one_swaps_the_old_version
 async fn a_replayed_pointer_is_refused_before_any_download() {
     let tmp = tempfile::tempdir().unwrap();
     let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, None).await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, None).await;
+    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
+    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
     let key = SigningKey::from_bytes(&[8; 32]);
     let v3 = publisher.publish(&key, b"three", 3).await;
 
@@ -300,12 +299,10 @@ async fn a_replayed_pointer_is_refused_before_any_download() {
 async fn an_unreachable_torrent_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, None).await;
-    let subscriber = node(
-        &tmp.path().join("subscriber"),
-        &net,
-        Some(Duration::from_secs(3)),
-    )
+    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
+    let subscriber = node(&tmp.path().join("subscriber"), &net, |cfg| {
+        cfg.metadata_timeout = Duration::from_secs(3);
+    })
     .await;
     let key = SigningKey::from_bytes(&[9; 32]);
     let nobody = Id20::new([0x5a; 20]);
@@ -348,6 +345,97 @@ async fn an_unreachable_torrent_leaves_nothing_behind() {
         !subscriber.shelf().root().exists(),
         "the shelf this fetch created is left behind"
     );
+
+    subscriber.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
+
+/// A download that runs out of time: undone without [`Caps::resume`] (nothing left, as for a
+/// catalog); kept downloading with it, and the next fetch of the same pointer resumes it to the
+/// end and runs the check (as for an update on a slow link).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_out_of_time_is_undone_or_resumed_as_the_caps_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = LocalTestnet::start(12).unwrap();
+    // 2 MiB served at 128 KiB/s: about 16 s, far more than the 1 s allowed below.
+    let publisher = node(&tmp.path().join("publisher"), &net, |cfg| {
+        cfg.share.upload_limit_bps = Some(128 * 1024);
+    })
+    .await;
+    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
+    let key = SigningKey::from_bytes(&[10; 32]);
+    let body: Vec<u8> = (0..2 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let v1 = publisher.publish(&key, &body, 1).await;
+    let short = Caps {
+        max_bytes: 4 * 1024 * 1024,
+        timeout: Duration::from_secs(1),
+        ..CAPS
+    };
+    let expect_timeout = |r: Result<kino_pointer::Fetched<Vec<u8>>, FetchError<String>>| match r {
+        Err(FetchError::Pointer(PointerError::Engine(EngineError::Timeout(m)))) => m,
+        other => panic!("not a download time-out: {other:?}"),
+    };
+
+    let offer = subscriber.resolve(&key, None).await.unwrap();
+    let r = subscriber
+        .pointers
+        .fetch(
+            offer.clone(),
+            &subscriber.shelf(),
+            &short,
+            None,
+            |_| async { Err::<Vec<u8>, _>("the check ran on an incomplete download".to_owned()) },
+        )
+        .await;
+    let m = expect_timeout(r);
+    assert!(
+        m.contains("test feed torrent did not download within 1 s"),
+        "{m}"
+    );
+    assert_eq!(
+        subscriber.holding(&v1.infohash),
+        (false, false, BTreeMap::new())
+    );
+    assert!(!subscriber.shelf().root().exists());
+
+    let resume = Caps {
+        resume: true,
+        ..short
+    };
+    let r = subscriber
+        .pointers
+        .fetch(
+            offer.clone(),
+            &subscriber.shelf(),
+            &resume,
+            None,
+            |_| async { Err::<Vec<u8>, _>("the check ran on an incomplete download".to_owned()) },
+        )
+        .await;
+    expect_timeout(r);
+    let (managed, recorded, _) = subscriber.holding(&v1.infohash);
+    assert!(managed && recorded, "the timed-out download was not kept");
+    assert_eq!(subscriber.shelf_folders(), [infohash_hex(&v1.infohash)]);
+
+    let resume_long = Caps {
+        timeout: LIMIT,
+        ..resume
+    };
+    let want = body.clone();
+    let fetched = subscriber
+        .pointers
+        .fetch(
+            offer,
+            &subscriber.shelf(),
+            &resume_long,
+            None,
+            |c| async move { check_body(c.content(), &want).await },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched.value, body);
 
     subscriber.engine.shutdown().await;
     publisher.engine.shutdown().await;
