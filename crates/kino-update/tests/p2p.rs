@@ -571,3 +571,89 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
     attacker.engine.shutdown().await;
     publisher.engine.shutdown().await;
 }
+
+/// Every file under `dir` with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 13 (the update copy of catalogs' D2): the timestamp key's genuinely signed pointer
+/// says seq 2 but names the accepted torrent, whose verified timestamp is version 1. The fetch
+/// is refused with that reason, and the refusal touches nothing held: before, it forgot the
+/// accepted torrent and deleted its folder while `state.json` still named it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_pointer_naming_the_accepted_torrent_keeps_it() {
+    let fx = Repo::new().await;
+    let net = LocalTestnet::start(12).unwrap();
+    let publisher = node(
+        &fx.base.join("publisher"),
+        net.bootstrap(),
+        fx.root1(),
+        None,
+    )
+    .await;
+    assert_eq!(fx.publish("0.2.0").await, 1);
+    let p1 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    let user = fx.base.join("user");
+    let client = node(&user, net.bootstrap(), fx.root1(), None).await;
+    let f = client.fetch().await;
+    assert_eq!(f.seq, 1);
+    let accepted = ih(&p1.infohash);
+    let folder = user.join("updates/torrents").join(&p1.infohash);
+    let files = tree(&folder);
+    assert!(
+        files.keys().any(|p| p.ends_with("timestamp.json")),
+        "{files:?}"
+    );
+    let state = client.state_bytes();
+
+    // Seq 2 under the timestamp key, naming the torrent of seq 1.
+    let key = fx.online.dht_signing_key().unwrap();
+    tokio::time::timeout(
+        LIMIT,
+        publisher
+            .dht
+            .publish(&key, Some(POINTER_SALT), accepted.0, 2, None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let err = tokio::time::timeout(LIMIT, client.sync.fetch())
+        .await
+        .unwrap()
+        .unwrap_err();
+    let m = msg(&err);
+    assert!(err.is_refusal(), "{m}");
+    assert!(
+        m.contains("the pointer says seq 2 but the verified timestamp is version 1"),
+        "{m}"
+    );
+
+    assert!(
+        client.engine.torrent(&accepted).is_some(),
+        "the accepted update torrent was forgotten"
+    );
+    assert_eq!(
+        tree(&folder),
+        files,
+        "the accepted torrent's folder changed"
+    );
+    assert_eq!(client.torrent_folders(), vec![p1.infohash.clone()]);
+    assert_eq!(client.state_bytes(), state, "state changed");
+
+    client.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
