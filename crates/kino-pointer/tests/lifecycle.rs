@@ -47,6 +47,37 @@ async fn node(data: &Path, testnet: &LocalTestnet, tune: impl FnOnce(&mut Engine
     }
 }
 
+/// A publisher and a subscriber on a fresh loopback testnet.
+struct Pair {
+    _tmp: tempfile::TempDir,
+    _net: LocalTestnet,
+    publisher: Node,
+    subscriber: Node,
+}
+
+impl Pair {
+    async fn start(
+        publisher: impl FnOnce(&mut EngineConfig),
+        subscriber: impl FnOnce(&mut EngineConfig),
+    ) -> Pair {
+        let tmp = tempfile::tempdir().unwrap();
+        let net = LocalTestnet::start(12).unwrap();
+        let publisher = node(&tmp.path().join("publisher"), &net, publisher).await;
+        let subscriber = node(&tmp.path().join("subscriber"), &net, subscriber).await;
+        Pair {
+            _tmp: tmp,
+            _net: net,
+            publisher,
+            subscriber,
+        }
+    }
+
+    async fn shutdown(self) {
+        self.subscriber.engine.shutdown().await;
+        self.publisher.engine.shutdown().await;
+    }
+}
+
 impl Node {
     fn shelf(&self) -> Shelf {
         Shelf::new(self.data.join("feed"))
@@ -141,10 +172,8 @@ async fn check_body(content: &Path, want: &[u8]) -> Result<Vec<u8>, String> {
 /// its folder removed. A refusal of the pointer naming the held torrent then removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_fetch_keeps_nothing_and_an_accepted_one_swaps_the_old_version_out() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
+    let pair = Pair::start(|_| {}, |_| {}).await;
+    let (publisher, subscriber) = (&pair.publisher, &pair.subscriber);
     let key = SigningKey::from_bytes(&[7; 32]);
 
     // Version 1, accepted.
@@ -258,18 +287,15 @@ async fn a_refused_fetch_keeps_nothing_and_an_accepted_one_swaps_the_old_version
         "the held torrent changed"
     );
 
-    subscriber.engine.shutdown().await;
-    publisher.engine.shutdown().await;
+    pair.shutdown().await;
 }
 
 /// The DHT serves an item below the seq already accepted: refused with both seqs named, and
 /// nothing is downloaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replayed_pointer_is_refused_before_any_download() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
+    let pair = Pair::start(|_| {}, |_| {}).await;
+    let (publisher, subscriber) = (&pair.publisher, &pair.subscriber);
     let key = SigningKey::from_bytes(&[8; 32]);
     let v3 = publisher.publish(&key, b"three", 3).await;
 
@@ -288,8 +314,7 @@ async fn a_replayed_pointer_is_refused_before_any_download() {
     // The same seq as the floor is not a replay (a republished item).
     assert_eq!(subscriber.resolve(&key, Some(3)).await.unwrap().seq(), 3);
 
-    subscriber.engine.shutdown().await;
-    publisher.engine.shutdown().await;
+    pair.shutdown().await;
 }
 
 /// The pointer names a torrent nobody seeds (its one peer has none of it): the fetch fails with
@@ -297,13 +322,8 @@ async fn a_replayed_pointer_is_refused_before_any_download() {
 /// runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_torrent_leaves_nothing_behind() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(&tmp.path().join("publisher"), &net, |_| {}).await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, |cfg| {
-        cfg.metadata_timeout = Duration::from_secs(3);
-    })
-    .await;
+    let pair = Pair::start(|_| {}, |cfg| cfg.metadata_timeout = Duration::from_secs(3)).await;
+    let (publisher, subscriber) = (&pair.publisher, &pair.subscriber);
     let key = SigningKey::from_bytes(&[9; 32]);
     let nobody = Id20::new([0x5a; 20]);
     tokio::time::timeout(LIMIT, publisher.pointers.put(&key, Some(SALT), nobody, 1))
@@ -346,8 +366,7 @@ async fn an_unreachable_torrent_leaves_nothing_behind() {
         "the shelf this fetch created is left behind"
     );
 
-    subscriber.engine.shutdown().await;
-    publisher.engine.shutdown().await;
+    pair.shutdown().await;
 }
 
 /// A download that runs out of time: undone without [`Caps::resume`] (nothing left, as for a
@@ -355,14 +374,9 @@ async fn an_unreachable_torrent_leaves_nothing_behind() {
 /// end and runs the check (as for an update on a slow link).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_download_out_of_time_is_undone_or_resumed_as_the_caps_say() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = LocalTestnet::start(12).unwrap();
     // 2 MiB served at 128 KiB/s: about 16 s, far more than the 1 s allowed below.
-    let publisher = node(&tmp.path().join("publisher"), &net, |cfg| {
-        cfg.share.upload_limit_bps = Some(128 * 1024);
-    })
-    .await;
-    let subscriber = node(&tmp.path().join("subscriber"), &net, |_| {}).await;
+    let pair = Pair::start(|cfg| cfg.share.upload_limit_bps = Some(128 * 1024), |_| {}).await;
+    let (publisher, subscriber) = (&pair.publisher, &pair.subscriber);
     let key = SigningKey::from_bytes(&[10; 32]);
     let body: Vec<u8> = (0..2 * 1024 * 1024u32)
         .map(|i| (i * 7 % 251) as u8)
@@ -437,6 +451,5 @@ async fn a_download_out_of_time_is_undone_or_resumed_as_the_caps_say() {
         .unwrap();
     assert_eq!(fetched.value, body);
 
-    subscriber.engine.shutdown().await;
-    publisher.engine.shutdown().await;
+    pair.shutdown().await;
 }
