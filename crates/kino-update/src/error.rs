@@ -54,6 +54,37 @@ pub enum UpdateError {
     },
 }
 
+impl From<kino_pointer::PointerError> for UpdateError {
+    fn from(e: kino_pointer::PointerError) -> Self {
+        use kino_pointer::PointerError as P;
+        match e {
+            P::Dht(e) => UpdateError::Dht(e),
+            P::Engine(e) => UpdateError::Engine(e),
+            P::Io { context, source } => UpdateError::Io { context, source },
+            P::Replay {
+                public_key,
+                offered,
+                floor,
+            } => UpdateError::Refused(format!(
+                "the DHT offers pointer seq {offered} under key {public_key} but seq {floor} was \
+                 already accepted (replay of an old pointer)"
+            )),
+            P::Stage { path, reason } => {
+                UpdateError::Usage(format!("cannot stage {}: {reason}", path.display()))
+            }
+        }
+    }
+}
+
+impl From<kino_pointer::FetchError<UpdateError>> for UpdateError {
+    fn from(e: kino_pointer::FetchError<UpdateError>) -> Self {
+        match e {
+            kino_pointer::FetchError::Pointer(e) => e.into(),
+            kino_pointer::FetchError::Refused(e) => e,
+        }
+    }
+}
+
 impl UpdateError {
     /// What the caller should do about it: a wrong use of the release tool, a bad key file or
     /// no trusted root is the user's to fix.
