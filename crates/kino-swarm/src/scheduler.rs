@@ -38,6 +38,12 @@
 //!    order with [`SchedulerConfig::sequential`]. When every missing block that a connected
 //!    peer has is requested, a peer that would beat the expected arrival of a block at
 //!    another peer, or whose requester is stalled, gets a duplicate (end game).
+//!    With [`SchedulerConfig::background`] off this step is skipped: only what streams and
+//!    urgent ranges need is requested.
+//!
+//! While the caller holds new pieces ([`Scheduler::set_new_pieces`], its buffers of
+//! unverified blocks are over their bound), steps 3 and 4 only request blocks of pieces
+//! already started, deadline or not, so they complete and free memory.
 //!
 //! # Pipelines
 //! A peer's pipeline target is `clamp(ceil(rate × (RTT + margin) / 16 KiB), min_pipeline,
@@ -316,6 +322,10 @@ pub struct SchedulerConfig {
     /// Seed of the tie-break order between equally rare pieces (default 0; give each
     /// session its own so viewers diverge).
     pub seed: u64,
+    /// Beyond the deadlines, request every other piece too (default true: download the
+    /// whole torrent). Off: only what streams and urgent ranges need (a viewer that does
+    /// not keep the film).
+    pub background: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -336,6 +346,7 @@ impl Default for SchedulerConfig {
             slow_peer_percent: 10,
             sequential: false,
             seed: 0,
+            background: true,
         }
     }
 }
@@ -509,6 +520,9 @@ pub struct Scheduler {
     order_dirty: bool,
     /// Actions decided by events (CANCELs), handed out by the next poll.
     pending: Vec<Action>,
+    /// Whether a piece with no block requested or received may be started (see
+    /// [`Scheduler::set_new_pieces`]).
+    new_pieces: bool,
 }
 
 impl Scheduler {
@@ -537,6 +551,7 @@ impl Scheduler {
             order: Vec::new(),
             order_dirty: true,
             pending: Vec::new(),
+            new_pieces: true,
         }
     }
 
@@ -970,6 +985,14 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Whether pieces with no block requested or received yet may be started (default
+    /// true). The caller turns this off while the blocks it buffers for unverified pieces
+    /// are over its memory bound: only the pieces already started are requested (deadline
+    /// or not), so they complete and free their buffers, and none is left half-done.
+    pub fn set_new_pieces(&mut self, allowed: bool) {
+        self.new_pieces = allowed;
+    }
+
     /// Forgets every urgent range.
     pub fn clear_urgent(&mut self) {
         self.urgent.clear();
@@ -1146,6 +1169,9 @@ impl Scheduler {
         let mut waiting: BTreeMap<PeerKey, u64> = BTreeMap::new();
         let deadlines = self.deadlines.clone();
         for (deadline, piece) in deadlines {
+            if !self.new_pieces && !self.active.contains_key(&piece) {
+                continue;
+            }
             let any_room = self
                 .peers
                 .values()
@@ -1267,6 +1293,9 @@ impl Scheduler {
         actions: &mut Vec<Action>,
         cancelled: &BTreeSet<Block>,
     ) {
+        if !self.cfg.background {
+            return;
+        }
         self.refresh_order();
         // Fastest first, so the best peers continue the partial pieces.
         let mut askers: Vec<(f64, PeerKey)> = self
@@ -1342,7 +1371,8 @@ impl Scheduler {
             }
         }
         // Untouched pieces in order.
-        for &piece in &self.order {
+        let untouched = if self.new_pieces { &self.order[..] } else { &[] };
+        for &piece in untouched {
             if picks.len() >= room {
                 return picks;
             }

@@ -760,6 +760,65 @@ fn a_failed_hash_resets_the_piece_and_names_its_peers() {
 }
 
 #[test]
+fn with_background_off_only_what_streams_need_is_requested() {
+    let cfg = SchedulerConfig {
+        background: false,
+        initial_pipeline: 64,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Hand::new(geo(64, 64 * 1024), cfg);
+    let a = h.seed(ms(0));
+    let b = h.seed(ms(0));
+    let first = h.poll(ms(0));
+    assert!(
+        requests(&first).is_empty(),
+        "no stream, no request: {first:?}"
+    );
+    assert!(first.contains(&Action::Interested { peer: a }));
+    assert!(first.contains(&Action::Interested { peer: b }));
+    // A stream at piece 40, slow enough that the horizon is its 8 pieces minimum: those
+    // and nothing else.
+    let start = 40 * 64 * KIB;
+    h.s.add_stream(0..64 * 64 * KIB, start, Some(KIB), h.at(ms(10)))
+        .unwrap();
+    let pieces: BTreeSet<u32> = requests(&h.poll(ms(10)))
+        .iter()
+        .map(|(_, block)| block.piece)
+        .collect();
+    assert_eq!(pieces, (40..48).collect::<BTreeSet<u32>>());
+}
+
+#[test]
+fn with_new_pieces_held_only_started_pieces_are_requested() {
+    let mut h = Hand::new(geo(16, 64 * 1024), SchedulerConfig::default());
+    let a = h.seed(ms(0));
+    h.s.add_stream(0..16 * 64 * KIB, 0, None, h.at(ms(0)))
+        .unwrap();
+    let first = requests_to(&h.poll(ms(0)), a);
+    assert_eq!(first.len(), 4, "the initial pipeline");
+    assert!(first.iter().all(|block| block.piece == 0));
+    // Two blocks of piece 0 arrive, the other two are cancelled by a choke; with new
+    // pieces held, only piece 0's missing blocks are asked for again.
+    h.receive(a, first[0], ms(50));
+    h.receive(a, first[1], ms(50));
+    h.s.peer_choked(a, h.at(ms(60))).unwrap();
+    h.s.peer_unchoked(a, h.at(ms(70))).unwrap();
+    h.s.set_new_pieces(false);
+    let held = requests_to(&h.poll(ms(70)), a);
+    assert_eq!(held, vec![first[2], first[3]], "only the started piece");
+    h.receive(a, first[2], ms(80));
+    h.receive(a, first[3], ms(80));
+    h.s.piece_verified(0, h.at(ms(90))).unwrap();
+    assert!(
+        requests(&h.poll(ms(90))).is_empty(),
+        "nothing started, nothing asked"
+    );
+    h.s.set_new_pieces(true);
+    let released = requests_to(&h.poll(ms(100)), a);
+    assert!(!released.is_empty(), "new pieces again once released");
+}
+
+#[test]
 fn bad_input_from_peers_and_callers_is_refused() {
     let mut h = Hand::new(geo(10, 64 * 1024), SchedulerConfig::default());
     let peer = h.s.add_peer(h.at(ms(0)));
