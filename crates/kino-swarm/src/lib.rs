@@ -207,9 +207,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod choker;
+pub mod connection;
 pub mod geometry;
 pub mod peer;
 pub mod scheduler;
+pub mod session;
+pub mod storage;
+mod tasks;
+pub mod torrent;
 pub mod wire;
 
 pub use choker::{ChokeAction, Choker, ChokerConfig, UploadBudget};
@@ -218,6 +223,12 @@ pub use peer::{BanList, Inbound, PeerConfig, PeerEvent, PeerProtocol, Violation}
 pub use scheduler::{
     Action, PeerKey, PeerStats, PieceProgress, Receipt, ScheduleError, Scheduler, SchedulerConfig,
     StreamId,
+};
+pub use session::{AddError, Session, SessionConfig, SessionError, SessionStats};
+pub use storage::{MemoryStorage, Storage, StorageError};
+pub use torrent::{
+    FailReason, ReadError, Reader, Role, Torrent, TorrentError, TorrentOptions, TorrentSpec,
+    TorrentState, TorrentStatus,
 };
 pub use wire::{
     BLOCK_LEN, BlockRef, Decoder, DecoderLimits, Handshake, Message, Reserved, WireError,

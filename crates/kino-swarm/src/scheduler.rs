@@ -16,8 +16,8 @@
 //!    `when the playhead was set + (piece start − playhead) / bitrate`. Urgent ranges (a
 //!    container index) get the time they were marked: already due. A piece's deadline is the
 //!    earliest any stream or range gives it; deadline pieces are served earliest first.
-//! 2. **Seek.** After a playhead jump, a new stream or an urgent range, every request for a
-//!    piece that now has no deadline is cancelled, except the oldest few at each peer that
+//! 2. **Seek.** After a playhead jump (or [`Scheduler::seek`]), a new stream or an urgent
+//!    range, every request for a piece that now has no deadline is cancelled, except the oldest few at each peer that
 //!    one RTT at its rate covers (those are already on the way). The new deadline blocks are
 //!    requested in the same call.
 //! 3. **Deadline blocks**, block by block, go to the peer expected to deliver soonest:
@@ -914,11 +914,35 @@ impl Scheduler {
 
     /// The reader is now at `offset` (clamped to its range). Moving more than a piece back
     /// or past the old horizon is a seek: requests that serve no deadline any more are
-    /// cancelled at the next poll.
+    /// cancelled at the next poll. A reader that knows it seeked says so with
+    /// [`Scheduler::seek`].
     pub fn set_playhead(
         &mut self,
         stream: StreamId,
         offset: u64,
+        now: Instant,
+    ) -> Result<(), ScheduleError> {
+        self.move_playhead(stream, offset, false, now)
+    }
+
+    /// The reader seeked to `offset` (clamped to its range), however near: like
+    /// [`Scheduler::set_playhead`], and requests that serve no deadline any more are
+    /// cancelled at the next poll (a jump forward inside the horizon leaves requests behind
+    /// the new playhead that the heuristic of `set_playhead` keeps).
+    pub fn seek(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        now: Instant,
+    ) -> Result<(), ScheduleError> {
+        self.move_playhead(stream, offset, true, now)
+    }
+
+    fn move_playhead(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        seek: bool,
         now: Instant,
     ) -> Result<(), ScheduleError> {
         let horizon = {
@@ -933,7 +957,8 @@ impl Scheduler {
             return Err(ScheduleError::UnknownStream(stream));
         };
         let offset = offset.clamp(s.range.start, s.range.end);
-        if offset < s.playhead.saturating_sub(piece_len)
+        if seek
+            || offset < s.playhead.saturating_sub(piece_len)
             || offset > s.playhead.saturating_add(horizon)
         {
             self.reseek = true;
@@ -1371,7 +1396,11 @@ impl Scheduler {
             }
         }
         // Untouched pieces in order.
-        let untouched = if self.new_pieces { &self.order[..] } else { &[] };
+        let untouched = if self.new_pieces {
+            &self.order[..]
+        } else {
+            &[]
+        };
         for &piece in untouched {
             if picks.len() >= room {
                 return picks;

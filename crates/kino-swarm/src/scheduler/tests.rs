@@ -280,6 +280,33 @@ fn a_seek_cancels_requests_that_serve_no_deadline() {
 }
 
 #[test]
+fn a_seek_forward_inside_the_horizon_cancels_the_requests_left_behind() {
+    // The horizon (30 s at 1 MiB/s) covers the whole 4 MiB film.
+    let cfg = SchedulerConfig {
+        initial_pipeline: 32,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Hand::new(geo(64, 64 * 1024), cfg);
+    let peer = h.seed(ms(0));
+    let stream =
+        h.s.add_stream(0..64 * 64 * KIB, 0, None, h.at(ms(0)))
+            .unwrap();
+    let sent = requests_to(&h.poll(ms(0)), peer);
+    assert_eq!(sent.len(), 32);
+    assert!(sent.iter().all(|b| b.piece < 8));
+    // Moving the playhead there is not a seek by the heuristic: nothing is cancelled.
+    let offset = h.s.geometry().piece_start(50);
+    h.s.set_playhead(stream, offset, h.at(ms(10))).unwrap();
+    assert!(cancels(&h.poll(ms(10))).is_empty());
+    // The reader says it seeked: what no deadline needs, beyond what is on its way, goes.
+    h.s.seek(stream, offset + 1, h.at(ms(20))).unwrap();
+    let cancelled = cancels(&h.poll(ms(20)));
+    let committed = h.s.peers[&peer].committed_requests(&h.s.cfg);
+    assert_eq!(cancelled.len(), 32 - committed, "{cancelled:?}");
+    assert!(cancelled.iter().all(|(p, b)| *p == peer && b.piece < 8));
+}
+
+#[test]
 fn a_stalled_block_gets_one_duplicate_and_the_loser_is_cancelled() {
     let mut h = Hand::new(geo(4, 64 * 1024), SchedulerConfig::default());
     let a = h.seed(ms(0));
