@@ -4,10 +4,12 @@
 //! # What the task does
 //! - **Connect** (outgoing): waits for one of the session's half-open permits, connects
 //!   within [`crate::SessionConfig::connect_timeout`], sends its handshake first.
-//!   **Accept** (incoming): reads the peer's handshake first and answers only if its
-//!   infohash names a torrent of the session. Either way the whole handshake must complete
-//!   within [`crate::SessionConfig::handshake_timeout`]; a peer with our own peer id (we
-//!   dialled ourselves) is dropped; the torrent may refuse the peer (not live, full, banned,
+//!   **Accept** (incoming): reads the peer's handshake first and answers only once its
+//!   infohash names a torrent of the session and that torrent accepted the peer, so a
+//!   refused peer sees no handshake (and retries later) rather than a connection that
+//!   closes right after it. Either way the peer's handshake must arrive within
+//!   [`crate::SessionConfig::handshake_timeout`]; a peer with our own peer id (we dialled
+//!   ourselves) is dropped; the torrent may refuse the peer (not live, full, banned,
 //!   already connected to that peer id).
 //! - **Our reserved bits**: Fast (BEP 6) on; the extension protocol (BEP 10) **off** in this
 //!   phase, since extended handshakes are not decoded yet (no bencode here): a peer that
@@ -211,7 +213,9 @@ async fn incoming(
     debug!(%reason, "connection closed");
 }
 
-/// Reads the peer's handshake, finds its torrent, answers with ours.
+/// Reads the peer's handshake and finds its torrent. Ours is sent once the torrent has
+/// accepted the peer (see `run`): a peer we refuse sees its handshake unanswered, and
+/// dials again later, rather than a connection that closes after the handshakes.
 async fn accept(
     ctx: &SessionCtx,
     stream: &mut TcpStream,
@@ -223,9 +227,6 @@ async fn accept(
     if theirs.peer_id == ctx.peer_id {
         return Err(CloseReason::OwnPeerId);
     }
-    stream
-        .write_all(&ctx.handshake(theirs.info_hash).to_bytes())
-        .await?;
     Ok((route, decoder, theirs))
 }
 
@@ -245,12 +246,13 @@ async fn read_handshake(stream: &mut TcpStream) -> Result<(Decoder, Handshake), 
     }
 }
 
-/// Registers with the torrent and runs the connection until it ends.
+/// Registers with the torrent (then answers an incoming peer's handshake) and runs the
+/// connection until it ends.
 #[allow(clippy::too_many_arguments)]
 async fn run(
     ctx: &Arc<SessionCtx>,
     route: Route,
-    stream: TcpStream,
+    mut stream: TcpStream,
     addr: SocketAddr,
     decoder: Decoder,
     theirs: Handshake,
@@ -307,11 +309,19 @@ async fn run(
         upload_read: None,
         unreported_upload: 0,
     };
-    let reason = conn.pump(stream, from_torrent, &token).await;
-    if let CloseReason::Violation(violation) = &reason {
-        ctx.count_violation();
-        info!(%violation, "closed a peer for a protocol violation");
-    }
+    let answered = if outgoing {
+        Ok(())
+    } else {
+        let ours = conn.ctx.handshake(conn.route.shared.info_hash).to_bytes();
+        tokio::select! {
+            _ = token.cancelled() => Err(CloseReason::Cancelled),
+            written = stream.write_all(&ours) => written.map_err(CloseReason::Io),
+        }
+    };
+    let reason = match answered {
+        Ok(()) => conn.pump(stream, from_torrent, &token).await,
+        Err(reason) => reason,
+    };
     if !matches!(reason, CloseReason::Cancelled | CloseReason::TorrentGone) {
         let closed = PeerMsg {
             key,
@@ -346,13 +356,32 @@ struct Conn {
 }
 
 impl Conn {
+    /// Runs the connection until it ends; a violation is counted and logged before the
+    /// socket closes.
     async fn pump(
         &mut self,
         stream: TcpStream,
-        mut from_torrent: mpsc::Receiver<ToPeer>,
+        from_torrent: mpsc::Receiver<ToPeer>,
         token: &CancellationToken,
     ) -> CloseReason {
         let (mut rd, mut wr) = stream.into_split();
+        let reason = self
+            .pump_halves(&mut rd, &mut wr, from_torrent, token)
+            .await;
+        if let CloseReason::Violation(violation) = &reason {
+            self.ctx.count_violation();
+            info!(%violation, "closed a peer for a protocol violation");
+        }
+        reason
+    }
+
+    async fn pump_halves(
+        &mut self,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        mut from_torrent: mpsc::Receiver<ToPeer>,
+        token: &CancellationToken,
+    ) -> CloseReason {
         let bitfield = self.route.shared.verified.to_bitfield();
         if let Some(opening) = self.proto.opening_message(&bitfield) {
             self.push(&opening);

@@ -45,6 +45,7 @@
 //! - Nothing is requested unless the torrent is Live with [`Role::Download`].
 
 mod assembly;
+mod dialer;
 mod reader;
 mod task;
 mod verified;

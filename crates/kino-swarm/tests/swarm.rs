@@ -12,7 +12,7 @@ use anyhow::{Result, bail, ensure};
 use common::{Film, Scripted, addr, all_pieces, bounded, listening, seeder, shut, wait_status};
 use kino_swarm::{
     BlockRef, FailReason, Message, ReadError, Role, SchedulerConfig, Session, SessionConfig,
-    TorrentOptions, TorrentState,
+    Storage, TorrentOptions, TorrentState,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
@@ -509,10 +509,19 @@ async fn a_full_disk_fails_the_reader_instead_of_hanging() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_leaves_no_task_behind() -> Result<()> {
-    // A download in progress (the seed uploads 64 KiB/s), a reader waiting for a piece far
-    // ahead, a second torrent stopped on its own.
+    // A download in progress from a seed that lacks the last piece, a reader waiting for
+    // that piece, a second torrent stopped on its own.
     let film = Film::new(4 * MIB, 64 * KIB as u32, 9);
-    let (seeding, _seed) = seeder(&film, Some(64 * KIB as u64)).await?;
+    let seeding = listening(Some(256 * KIB as u64)).await?;
+    let partial = film.empty_storage();
+    let last = film.geometry.piece_count() - 1;
+    let end = film.geometry.piece_start(last) as usize;
+    partial.write_at(0, &film.data[..end])?;
+    let seed = seeding.add_torrent(film.spec(partial, Role::Seed, TorrentOptions::default()))?;
+    wait_status(&seed, "the partial seed is checked", |s| {
+        s.state == TorrentState::Live && s.verified == last
+    })
+    .await?;
     let leeching = listening(None).await?;
     let leech = leeching.add_torrent(film.spec(
         film.empty_storage(),
@@ -553,7 +562,7 @@ async fn shutdown_leaves_no_task_behind() -> Result<()> {
     shut(&leeching).await?;
     let read = bounded("the waiting reader", waiting).await??;
     let Err(error) = read else {
-        bail!("the reader got bytes the download never finished")
+        bail!("the reader got bytes of a piece no peer has")
     };
     let inner = error.get_ref().and_then(|e| e.downcast_ref::<ReadError>());
     ensure!(matches!(inner, Some(ReadError::Stopped)), "{error}");
@@ -566,6 +575,120 @@ async fn shutdown_leaves_no_task_behind() -> Result<()> {
         leech.add_peers([leecher_addr]).await,
         Err(kino_swarm::TorrentError::Stopped)
     ));
+    shut(&seeding).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torrent_takes_no_more_peers_than_its_limit() -> Result<()> {
+    let film = Film::new(MIB, 64 * KIB as u32, 11);
+    common::logs();
+    let seeding = Session::new(SessionConfig {
+        listen: Some("127.0.0.1:0".parse()?),
+        max_peers_per_torrent: 1,
+        ..SessionConfig::default()
+    })
+    .await?;
+    let seed = seeding.add_torrent(film.spec(
+        film.full_storage(),
+        Role::Seed,
+        TorrentOptions::default(),
+    ))?;
+    wait_status(&seed, "the seed is live", |s| s.state == TorrentState::Live).await?;
+
+    let mut first = Scripted::connect(addr(&seeding)?, film.info_hash).await?;
+    ensure!(matches!(first.next().await?, Some(Message::Bitfield(_))));
+    let second = Scripted::connect(addr(&seeding)?, film.info_hash).await;
+    ensure!(
+        second.is_err(),
+        "the second peer's handshake is not answered: the connection closes"
+    );
+    ensure!(seed.status().peers == 1);
+
+    // The first leaves: there is room again.
+    drop(first);
+    wait_status(&seed, "the first peer is gone", |s| s.peers == 0).await?;
+    let mut third = Scripted::connect(addr(&seeding)?, film.info_hash).await?;
+    ensure!(matches!(third.next().await?, Some(Message::Bitfield(_))));
+
+    drop(third);
+    shut(&seeding).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_holds_the_only_half_open_slot() -> Result<()> {
+    let film = Film::new(MIB, 64 * KIB as u32, 12);
+    common::logs();
+    let seeding = Session::new(SessionConfig {
+        listen: Some("127.0.0.1:0".parse()?),
+        max_half_open: 1,
+        ..SessionConfig::default()
+    })
+    .await?;
+    let seed = seeding.add_torrent(film.spec(
+        film.full_storage(),
+        Role::Seed,
+        TorrentOptions::default(),
+    ))?;
+    wait_status(&seed, "the seed is live", |s| s.state == TorrentState::Live).await?;
+    let at = addr(&seeding)?;
+
+    // A connection that sends nothing holds the slot; the next one is closed at once.
+    let stalled = tokio::net::TcpStream::connect(at).await?;
+    let mut refused = tokio::net::TcpStream::connect(at).await?;
+    let mut byte = [0u8; 1];
+    let read = bounded("the refused connection", refused.read(&mut byte)).await?;
+    ensure!(
+        matches!(read, Ok(0) | Err(_)),
+        "refused without a byte: {read:?}"
+    );
+
+    // The stalled one finishes its handshake: the slot is free again.
+    let mut stalled = Scripted {
+        stream: stalled,
+        decoder: kino_swarm::Decoder::new(),
+    };
+    stalled.handshake_first(film.info_hash).await?;
+    ensure!(matches!(stalled.next().await?, Some(Message::Bitfield(_))));
+    let mut next = Scripted::connect(at, film.info_hash).await?;
+    ensure!(matches!(next.next().await?, Some(Message::Bitfield(_))));
+
+    drop((stalled, next));
+    shut(&seeding).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_torrent_closes_its_peers_and_resumes() -> Result<()> {
+    let film = Film::new(2 * MIB, 64 * KIB as u32, 13);
+    let (seeding, seed) = seeder(&film, Some(512 * KIB as u64)).await?;
+    let leeching = Session::new(SessionConfig::default()).await?;
+    let store = film.empty_storage();
+    let leech = leeching.add_torrent(film.spec(
+        store.clone(),
+        Role::Download,
+        TorrentOptions::default(),
+    ))?;
+    leech.add_peers([addr(&seeding)?]).await?;
+    wait_status(&leech, "a first piece", |s| s.verified > 0).await?;
+
+    leech.pause().await?;
+    let paused = leech.status();
+    ensure!(
+        paused.state == TorrentState::Paused && paused.peers == 0,
+        "{paused:?}"
+    );
+    wait_status(&seed, "the seed sees the leecher go", |s| s.peers == 0).await?;
+
+    leech.resume().await?;
+    wait_status(&leech, "the download completes after the resume", |s| {
+        s.is_complete()
+    })
+    .await?;
+    ensure!(store.contents() == *film.data);
+
+    shut(&leeching).await?;
     shut(&seeding).await?;
     Ok(())
 }

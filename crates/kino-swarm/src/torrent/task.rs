@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::assembly::{Assembly, PieceBuf, Suspects, block_digests};
+use super::dialer::Dialer;
 use super::verified::VerifiedSet;
 use super::{
-    COMMAND_CAPACITY, Command, EVENT_CAPACITY, FailReason, FromPeer, MAX_KNOWN_ADDRESSES, PeerMsg,
-    Refusal, Registration, Role, Route, Shared, StreamSlot, ToPeer, Torrent, TorrentSpec,
-    TorrentState, TorrentStatus,
+    COMMAND_CAPACITY, Command, EVENT_CAPACITY, FailReason, FromPeer, PeerMsg, Refusal,
+    Registration, Role, Route, Shared, StreamSlot, ToPeer, Torrent, TorrentSpec, TorrentState,
+    TorrentStatus,
 };
 use crate::choker::Choker;
 use crate::peer::{PeerEvent, Strike};
@@ -100,9 +101,7 @@ pub(crate) fn spawn_torrent(
         next_check: 0,
         peers: BTreeMap::new(),
         senders: BTreeMap::new(),
-        known: BTreeSet::new(),
-        candidates: VecDeque::new(),
-        connecting: BTreeSet::new(),
+        dialer: Dialer::default(),
         streams: Vec::new(),
         assembly: Assembly::new(geo),
         hash_queue: VecDeque::new(),
@@ -115,6 +114,7 @@ pub(crate) fn spawn_torrent(
         downloaded: 0,
         uploaded: 0,
         hash_failures: 0,
+        epoch: 0,
         cmd_rx,
         events_rx,
         token: CancellationToken::new(),
@@ -177,7 +177,12 @@ enum Stored {
 #[derive(Clone, Copy)]
 enum JobKind {
     Check(u32),
-    Store { piece: u32, len: usize },
+    /// `epoch`: the task's resume count when the job started.
+    Store {
+        piece: u32,
+        len: usize,
+        epoch: u64,
+    },
 }
 
 /// The state of one torrent, owned by its task.
@@ -189,8 +194,8 @@ enum JobKind {
 /// - Every piece in the assembly or in `hash_queue`/a job is not verified; `hashing_bytes`
 ///   is the bytes of the pieces in `hash_queue` and in store jobs.
 /// - `job_pieces` has an entry for every job in `jobs`.
-/// - `connecting` holds the addresses of outgoing attempts that have not registered or
-///   ended; `known` holds at most `MAX_KNOWN_ADDRESSES` addresses.
+/// - The dialer counts as connecting every outgoing attempt that has not registered or
+///   ended (see `torrent/dialer.rs`).
 /// - `state` is what `publish` last put in the shared status (plus the counters), and
 ///   `Live` or `Failed` only after every piece was checked.
 struct TorrentTask {
@@ -206,9 +211,7 @@ struct TorrentTask {
     next_check: u32,
     peers: BTreeMap<PeerKey, PeerEntry>,
     senders: BTreeMap<PeerKey, IpAddr>,
-    known: BTreeSet<SocketAddr>,
-    candidates: VecDeque<SocketAddr>,
-    connecting: BTreeSet<SocketAddr>,
+    dialer: Dialer,
     streams: Vec<StreamEntry>,
     assembly: Assembly,
     hash_queue: VecDeque<(u32, PieceBuf)>,
@@ -223,6 +226,9 @@ struct TorrentTask {
     downloaded: u64,
     uploaded: u64,
     hash_failures: u32,
+    /// Resumes so far: a write that failed in a job started before the last resume does
+    /// not fail the torrent again (the space may have been freed since it started).
+    epoch: u64,
     cmd_rx: mpsc::Receiver<Command>,
     events_rx: mpsc::Receiver<PeerMsg>,
     /// The task's own token (outgoing connections get children of it).
@@ -327,6 +333,9 @@ impl TorrentTask {
             if let Some(next) = self.choker.next_wakeup() {
                 at = at.min(next);
             }
+            if let Some(next) = self.dialer.next_retry() {
+                at = at.min(next);
+            }
         }
         at.max(now)
     }
@@ -407,25 +416,29 @@ impl TorrentTask {
                     outcome,
                 }
             });
-            self.job_pieces
-                .insert(handle.id(), JobKind::Store { piece, len });
+            self.job_pieces.insert(
+                handle.id(),
+                JobKind::Store {
+                    piece,
+                    len,
+                    epoch: self.epoch,
+                },
+            );
         }
     }
 
     /// Connects to candidate addresses while there is room.
     fn dispatch_connects(&mut self) {
         let limit = self.ctx.cfg.max_peers_per_torrent;
-        while self.peers.len() + self.connecting.len() < limit {
-            let Some(addr) = self.candidates.pop_front() else {
+        let now = Instant::now();
+        while self.peers.len() + self.dialer.connecting() < limit {
+            let (peers, ctx) = (&self.peers, &self.ctx);
+            let skip = |addr: SocketAddr| {
+                peers.values().any(|p| p.addr == addr) || ctx.is_banned(addr.ip())
+            };
+            let Some(addr) = self.dialer.next(now, skip) else {
                 return;
             };
-            if self.connecting.contains(&addr)
-                || self.peers.values().any(|p| p.addr == addr)
-                || self.ctx.is_banned(addr.ip())
-            {
-                continue;
-            }
-            self.connecting.insert(addr);
             crate::connection::spawn_outgoing(
                 &self.ctx,
                 self.route.clone(),
@@ -482,12 +495,7 @@ impl TorrentTask {
             }
             Command::AddPeers(addrs) => {
                 for addr in addrs {
-                    if self.known.len() < MAX_KNOWN_ADDRESSES || self.known.contains(&addr) {
-                        self.known.insert(addr);
-                        if !self.candidates.contains(&addr) {
-                            self.candidates.push_back(addr);
-                        }
-                    }
+                    self.dialer.add(addr);
                 }
             }
             Command::Register {
@@ -501,13 +509,12 @@ impl TorrentTask {
                     self.remove_peer(key, "its connection ended while registering");
                 }
             }
-            Command::ConnectEnded(addr) => {
-                self.connecting.remove(&addr);
-            }
+            Command::ConnectEnded(addr) => self.dialer.failed(addr, now),
             Command::Pause(done) => {
                 match self.state {
                     TorrentState::Live => {
                         self.state = TorrentState::Paused;
+                        self.dialer.hold();
                         self.close_all("the torrent is paused");
                     }
                     TorrentState::Checking { .. } => self.pause_after_check = true,
@@ -537,11 +544,8 @@ impl TorrentTask {
         match self.state {
             TorrentState::Paused | TorrentState::Failed(_) => {
                 self.state = TorrentState::Live;
-                for addr in &self.known {
-                    if !self.candidates.contains(addr) {
-                        self.candidates.push_back(*addr);
-                    }
-                }
+                self.epoch += 1;
+                self.dialer.add_all_known();
             }
             TorrentState::Checking { .. } => self.pause_after_check = false,
             _ => {}
@@ -549,9 +553,18 @@ impl TorrentTask {
     }
 
     fn register(&mut self, registration: Registration, now: Instant) -> Result<PeerKey, Refusal> {
-        if registration.outgoing {
-            self.connecting.remove(&registration.addr);
+        let (addr, outgoing) = (registration.addr, registration.outgoing);
+        let result = self.admit(registration, now);
+        if outgoing {
+            match result {
+                Ok(_) => self.dialer.connected(addr),
+                Err(_) => self.dialer.failed(addr, now),
+            }
         }
+        result
+    }
+
+    fn admit(&mut self, registration: Registration, now: Instant) -> Result<PeerKey, Refusal> {
         if self.state != TorrentState::Live {
             return Err(Refusal::NotLive);
         }
@@ -747,18 +760,19 @@ impl TorrentTask {
 
     fn on_job(&mut self, done: Result<(tokio::task::Id, Job), JoinError>) {
         let now = Instant::now();
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(error) => error.id(),
+        };
+        let kind = self.job_pieces.remove(&id);
         let job = match done {
-            Ok((id, job)) => {
-                self.job_pieces.remove(&id);
-                job
-            }
+            Ok((_, job)) => job,
             Err(error) => {
                 // A storage implementation panicked: count the piece as not there.
-                let kind = self.job_pieces.remove(&error.id());
                 warn!(%error, "a storage job failed");
                 match kind {
                     Some(JobKind::Check(piece)) => Job::Checked { piece, ok: false },
-                    Some(JobKind::Store { piece, len }) => Job::Stored {
+                    Some(JobKind::Store { piece, len, .. }) => Job::Stored {
                         piece,
                         senders: Vec::new(),
                         len,
@@ -782,7 +796,11 @@ impl TorrentTask {
                 outcome,
             } => {
                 self.hashing_bytes -= len;
-                self.on_stored(piece, senders, outcome, now);
+                let stale = match kind {
+                    Some(JobKind::Store { epoch, .. }) => epoch != self.epoch,
+                    _ => false,
+                };
+                self.on_stored(piece, senders, outcome, stale, now);
             }
         }
     }
@@ -816,6 +834,7 @@ impl TorrentTask {
         piece: u32,
         senders: Vec<Option<PeerKey>>,
         outcome: Stored,
+        stale: bool,
         now: Instant,
     ) {
         match outcome {
@@ -842,9 +861,10 @@ impl TorrentTask {
                 } else {
                     FailReason::Storage(error.to_string())
                 };
-                if self.state == TorrentState::Live {
+                if self.state == TorrentState::Live && !stale {
                     warn!(%error, "cannot store a piece: the torrent stops downloading");
                     self.state = TorrentState::Failed(reason);
+                    self.dialer.hold();
                     self.close_all("the torrent's storage failed");
                 }
             }

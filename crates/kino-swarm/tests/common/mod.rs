@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -201,11 +202,26 @@ impl Scripted {
         Ok(peer)
     }
 
+    /// On a connection already open: sends our handshake and reads the session's.
+    pub async fn handshake_first(&mut self, info_hash: [u8; 20]) -> Result<()> {
+        self.send_handshake(info_hash).await?;
+        let theirs = self.read_handshake().await?;
+        if theirs.info_hash != info_hash {
+            bail!("handshake for another torrent");
+        }
+        Ok(())
+    }
+
     async fn send_handshake(&mut self, info_hash: [u8; 20]) -> Result<()> {
+        // Each scripted peer its own id (a session refuses a second connection of one id).
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let mut peer_id = *b"-TEST00-scripted0000";
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        peer_id[16..].copy_from_slice(format!("{:04}", n % 10_000).as_bytes());
         let ours = Handshake {
             reserved: Reserved::NONE,
             info_hash,
-            peer_id: *b"-TEST00-scriptedpeer",
+            peer_id,
         };
         self.stream.write_all(&ours.to_bytes()).await?;
         Ok(())
