@@ -2,8 +2,8 @@
 //! which peer, when to CANCEL, when to ask a second peer for a late block.
 //!
 //! A pure state machine: no sockets, no tasks, no clock reads. Every call that depends on
-//! time takes `now: Instant`, so tests move time by hand. The caller (a torrent task in
-//! phase 2) reports what happens on the wire with the event methods (`add_peer`,
+//! time takes `now: Instant`, so tests move time by hand. The caller (the torrent task,
+//! `torrent/task.rs`) reports what happens on the wire with the event methods (`add_peer`,
 //! `peer_have`, `peer_unchoked`, `block_received`, ...), tells where the players are with the
 //! stream methods (`add_stream`, `set_playhead`, `mark_urgent`), and after each event calls
 //! [`Scheduler::poll_actions`], which returns the messages to send: [`Action::Request`],
@@ -17,9 +17,9 @@
 //!    container index) get the time they were marked: already due. A piece's deadline is the
 //!    earliest any stream or range gives it; deadline pieces are served earliest first.
 //! 2. **Seek.** After a playhead jump (or [`Scheduler::seek`]), a new stream or an urgent
-//!    range, every request for a piece that now has no deadline is cancelled, except the oldest few at each peer that
-//!    one RTT at its rate covers (those are already on the way). The new deadline blocks are
-//!    requested in the same call.
+//!    range, every request for a piece that now has no deadline is cancelled, except the
+//!    oldest few at each peer that one RTT at its rate covers (those are already on the
+//!    way). The new deadline blocks are requested in the same call.
 //! 3. **Deadline blocks**, block by block, go to the peer expected to deliver soonest:
 //!    `(bytes in flight there + this pass's assignments) / rate + RTT`, so one urgent piece
 //!    spreads over several peers. If that peer's pipeline is full the block waits for it

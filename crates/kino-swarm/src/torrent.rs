@@ -1,6 +1,6 @@
-//! One torrent: a task that owns its [`Scheduler`] and [`Choker`], assembles and verifies
-//! pieces, writes them to the [`Storage`], serves uploads from verified pieces, and feeds
-//! streaming [`Reader`]s.
+//! One torrent: a task that owns its [`crate::Scheduler`] and [`crate::Choker`], assembles
+//! and verifies pieces, writes them to the [`Storage`], serves uploads from verified pieces,
+//! and feeds streaming [`Reader`]s.
 //!
 //! [`Torrent`] is the handle (cheap to clone); the task runs until the torrent is stopped or
 //! the session shuts down. Everything reaches the task through bounded channels: commands
@@ -10,13 +10,10 @@
 //!
 //! # States and transitions
 //! ```text
-//!            start                 all pieces checked
-//!   (add) ──────────> Checking ───────────────────────> Live <──────────┐
-//!                        │  pause (remembered)           │ │  pause      │ resume
-//!                        └──────────> Paused <───────────┘ └───> Paused ─┘
-//!                                       │ resume                         │
-//!   Live ── a write fails (disk full, I/O) ──> Failed ── resume ──> Live
-//!   any state ── stop, session shutdown ──> Stopped (final: the task ends)
+//!  add ──> Checking ──(every piece checked)──> Live ──(pause)──> Paused ──(resume)──> Live
+//!            (a pause during the check takes effect when it ends)
+//!  Live ──(a write fails: disk full, I/O error)──> Failed ──(resume)──> Live
+//!  any state ──(stop, session shutdown)──> Stopped (the task ends)
 //! ```
 //! - **Checking**: every piece is read from the storage and hashed, a few at a time on the
 //!   blocking pool; the status counts the pieces checked. Pieces that match are verified

@@ -894,10 +894,13 @@ impl TorrentTask {
         let Some(ip) = self.senders.get(&key).copied() else {
             return;
         };
+        let already = self.ctx.is_banned(ip);
         if self.ctx.hash_failure(ip) != Strike::Banned {
             return;
         }
-        info!("a peer was banned: two pieces with its blocks failed their hash check");
+        if !already {
+            info!("a peer was banned: two pieces with its blocks failed their hash check");
+        }
         let banned: Vec<PeerKey> = self
             .peers
             .iter()
