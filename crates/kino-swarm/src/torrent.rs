@@ -35,10 +35,12 @@
 //!   keys; a peer leaves all three at once (`remove_peer`), and its connection is cancelled.
 //! - A piece is verified in the shared set, the scheduler and the status only after its
 //!   bytes are in the storage; nobody reads a piece from the storage before that.
-//! - Bytes of unverified blocks held in memory: the assembly buffers plus the pieces being
-//!   hashed. Over [`TorrentOptions::max_buffered_bytes`] no new piece is started (only
-//!   blocks of started pieces are requested) until pieces complete; if nothing is in
-//!   flight then, the least complete buffer is dropped.
+//! - Bytes of unverified blocks held in memory: the assembly buffers plus the pieces
+//!   waiting for or in their hash check. Over [`TorrentOptions::max_buffered_bytes`] no new
+//!   piece is started (only blocks of started pieces are requested) until pieces complete;
+//!   if nothing is in flight then, the least complete buffer is dropped. So at most that
+//!   bound plus one piece per request in flight is held (the pipelines are bounded by
+//!   [`SchedulerConfig::max_pipeline`] per peer).
 //! - Nothing is requested unless the torrent is Live with [`Role::Download`].
 
 mod assembly;

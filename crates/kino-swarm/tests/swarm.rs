@@ -7,12 +7,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::SeekFrom;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
 use common::{Film, Scripted, addr, all_pieces, bounded, listening, seeder, shut, wait_status};
 use kino_swarm::{
-    BlockRef, FailReason, Message, ReadError, Role, SchedulerConfig, Session, SessionConfig,
-    Storage, TorrentOptions, TorrentState,
+    BlockRef, FailReason, MemoryStorage, Message, ReadError, Role, SchedulerConfig, Session,
+    SessionConfig, Storage, TorrentOptions, TorrentSpec, TorrentState,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
@@ -687,6 +688,75 @@ async fn a_paused_torrent_closes_its_peers_and_resumes() -> Result<()> {
     })
     .await?;
     ensure!(store.contents() == *film.data);
+
+    shut(&leeching).await?;
+    shut(&seeding).await?;
+    Ok(())
+}
+
+/// A storage whose writes take 20 ms each: a slow disk, so pieces arrive faster than
+/// they can be stored.
+struct SlowDisk(MemoryStorage);
+
+impl Storage for SlowDisk {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), kino_swarm::StorageError> {
+        self.0.read_at(offset, buf)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), kino_swarm::StorageError> {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.0.write_at(offset, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_blocks_stay_within_their_bound() -> Result<()> {
+    // A fast seed, a slow disk, a leecher allowed 256 KiB of unverified blocks and 8
+    // requests in flight: new pieces wait while the buffers (and the pieces waiting for
+    // their hash and write) are over the bound, so memory stays under the bound plus one
+    // piece per request, however far the disk lags.
+    let piece_len = 64 * KIB;
+    let film = Film::new(4 * MIB, piece_len as u32, 14);
+    let (seeding, _seed) = seeder(&film, None).await?;
+    let leeching = Session::new(SessionConfig::default()).await?;
+    let bound = 256 * KIB;
+    let disk = Arc::new(SlowDisk(MemoryStorage::empty(film.data.len())));
+    let leech = leeching.add_torrent(TorrentSpec {
+        info_hash: film.info_hash,
+        geometry: film.geometry,
+        piece_hashes: film.hashes.clone(),
+        storage: disk.clone(),
+        role: Role::Download,
+        options: TorrentOptions {
+            max_buffered_bytes: bound,
+            scheduler: SchedulerConfig {
+                max_pipeline: 8,
+                initial_pipeline: 8,
+                ..SchedulerConfig::default()
+            },
+            ..TorrentOptions::default()
+        },
+    })?;
+    let mut watch = leech.watch();
+    let peak = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            let status = watch.borrow_and_update().clone();
+            peak = peak.max(status.buffered);
+            if status.is_complete() || watch.changed().await.is_err() {
+                return peak;
+            }
+        }
+    });
+    leech.add_peers([addr(&seeding)?]).await?;
+    let peak = bounded("the download", peak).await??;
+    ensure!(disk.0.contents() == *film.data);
+    ensure!(
+        peak <= bound + 8 * piece_len,
+        "at most {} bytes buffered, {peak} seen",
+        bound + 8 * piece_len
+    );
+    ensure!(leech.status().buffered == 0, "nothing left buffered");
 
     shut(&leeching).await?;
     shut(&seeding).await?;
