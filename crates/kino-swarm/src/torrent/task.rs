@@ -260,7 +260,6 @@ impl TorrentTask {
             self.drive(now);
             let wake = tokio::time::Instant::from_std(self.next_wakeup(now));
             tokio::select! {
-                biased;
                 _ = self.token.cancelled() => break,
                 command = self.cmd_rx.recv() => match command {
                     None | Some(Command::Stop) => break,
@@ -346,23 +345,6 @@ impl TorrentTask {
         let buffered = self.assembly.bytes() + self.hashing_bytes;
         let hold = buffered >= self.max_buffered;
         self.scheduler.set_new_pieces(!hold);
-        if hold {
-            let in_flight: u32 = self
-                .scheduler
-                .peers()
-                .filter_map(|key| self.scheduler.peer_stats(key, now))
-                .map(|stats| stats.in_flight)
-                .sum();
-            if in_flight == 0
-                && let Some(piece) = self.assembly.least_complete()
-            {
-                // Nothing in flight can complete a buffer: drop the cheapest one (its blocks
-                // are wanted again; nobody is blamed).
-                self.assembly.take(piece);
-                let _ = self.scheduler.piece_failed(piece);
-                debug!(piece, "dropped a partial piece: buffers over their bound");
-            }
-        }
         let actions = self.scheduler.poll_actions(now);
         if !actions.is_empty() {
             tracing::trace!(actions = actions.len(), "scheduler actions");
@@ -373,6 +355,25 @@ impl TorrentTask {
                 Action::Cancel { peer, block } => self.send(peer, ToPeer::Cancel(block)),
                 Action::Interested { peer } => self.send(peer, ToPeer::Interested(true)),
                 Action::NotInterested { peer } => self.send(peer, ToPeer::Interested(false)),
+            }
+        }
+        // The partial pieces alone fill the bound and no request can complete one (their
+        // peers left or choke us, or no stream needs them): drop the least complete (its
+        // blocks are wanted again; nobody is blamed), so the download goes on. Pieces
+        // waiting for their hash free their bytes by themselves.
+        if hold && self.assembly.bytes() >= self.max_buffered {
+            let in_flight: u32 = self
+                .scheduler
+                .peers()
+                .filter_map(|key| self.scheduler.peer_stats(key, now))
+                .map(|stats| stats.in_flight)
+                .sum();
+            if in_flight == 0
+                && let Some(piece) = self.assembly.least_complete()
+            {
+                self.assembly.take(piece);
+                let _ = self.scheduler.piece_failed(piece);
+                debug!(piece, "dropped a partial piece: buffers over their bound");
             }
         }
     }
