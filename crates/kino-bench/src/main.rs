@@ -33,7 +33,8 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Tiny sizes, Kino and libtorrent, scenarios 1-3, 6 and 7 once; exits non-zero on any failure.
+    /// Tiny sizes, Kino and libtorrent; startup, playback, seek, several seeders and the real
+    /// film once; exits non-zero on any failure.
     Smoke {
         #[command(flatten)]
         common: Common,
@@ -49,7 +50,8 @@ enum Cmd {
             value_delimiter = ','
         )]
         clients: Vec<String>,
-        /// Repetitions of scenarios 1-3.
+        /// Repetitions of the startup, playback and seek runs (and of the several-seeders and
+        /// real-film runs).
         #[arg(long, default_value_t = 3)]
         reps: usize,
         /// Film length, s.
@@ -67,53 +69,53 @@ enum Cmd {
         /// Piece length, bytes (default: Kino's choice).
         #[arg(long)]
         piece_length: Option<u32>,
-        /// Scenario 4 viewers (0: skip).
+        /// Swarm viewers (0: skip).
         #[arg(long, default_value_t = 20)]
         swarm_viewers: usize,
-        /// Scenario 4 clients, comma-separated.
+        /// Swarm clients, comma-separated.
         #[arg(long, default_value = "kino", value_delimiter = ',')]
         swarm_clients: Vec<String>,
-        /// Scenario 4 film length, s.
+        /// Swarm film length, s.
         #[arg(long, default_value_t = 20.0)]
         swarm_film_secs: f64,
-        /// Scenario 4 origin uplink, Mbit/s.
+        /// Swarm origin uplink, Mbit/s.
         #[arg(long, default_value_t = 40.0)]
         swarm_origin_mbit: f64,
-        /// Scenario 4 viewer uplink, Mbit/s.
+        /// Swarm viewer uplink, Mbit/s.
         #[arg(long, default_value_t = 10.0)]
         swarm_viewer_mbit: f64,
-        /// Scenario 5 file size, MiB (0: skip).
+        /// Throughput file size, MiB (0: skip).
         #[arg(long, default_value_t = 1024)]
         throughput_mib: u64,
-        /// Scenario 6 seeders (0: skip).
+        /// Several slow seeders: how many (0: skip).
         #[arg(long, default_value_t = 4)]
         mesh_seeders: usize,
-        /// Scenario 6 uplink of each seeder, Mbit/s.
+        /// Several slow seeders: uplink of each, Mbit/s.
         #[arg(long, default_value_t = 5.0)]
         mesh_uplink_mbit: f64,
-        /// Scenario 6 added RTT to each seeder, ms.
+        /// Several slow seeders: added RTT to each, ms.
         #[arg(long, default_value_t = 100)]
         mesh_rtt_ms: u64,
-        /// Scenario 6 bitrate, Mbit/s.
+        /// Several slow seeders: bitrate, Mbit/s.
         #[arg(long, default_value_t = 4.0)]
         mesh_bitrate_mbit: f64,
-        /// Scenario 6 film length, s (long enough that the 30 % seek jumps past what the first
+        /// Several slow seeders: film length, s (long enough that the 30 % seek jumps past what the first
         /// 10 s fetched).
         #[arg(long, default_value_t = 120.0)]
         mesh_film_secs: f64,
-        /// Scenario 7 (a real film in mpv) film length, s (0: skip).
+        /// Real film in mpv: film length, s (0: skip).
         #[arg(long, default_value_t = 60.0)]
         player_film_secs: f64,
-        /// Scenario 7 video bitrate (x264 CBR), Mbit/s.
+        /// Real film: video bitrate (x264 CBR), Mbit/s.
         #[arg(long, default_value_t = 4.0)]
         player_video_mbit: f64,
-        /// Scenario 7 frame size.
+        /// Real film: frame size.
         #[arg(long, default_value = "1280x720")]
         player_frame: String,
-        /// Scenario 7 playback watched for stalls before the seeks, s.
+        /// Real film: playback watched for stalls before the seeks, s.
         #[arg(long, default_value_t = 10.0)]
         player_watch_secs: f64,
-        /// Scenario 7 film with its index at the front (`-movflags +faststart`).
+        /// Real film: its index at the front (`-movflags +faststart`).
         #[arg(long)]
         player_faststart: bool,
         /// Per-run deadline, s.

@@ -7,7 +7,7 @@ use crate::scenario::{ClientFigures, PlayerResults, Results};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// The startup row of scenarios 1-3 and 6.
+/// The startup row of the one-seeder (linear and seek) and several-seeders tables.
 const STARTUP_ROW: &str = "startup (10 s readable)";
 
 fn cell(s: Option<Summary>, unit: &str, kino: Option<Summary>, is_kino: bool) -> String {
@@ -30,9 +30,9 @@ type Metric = (
     Box<dyn Fn(&ClientFigures) -> Vec<f64>>,
 );
 
-/// The per-client table of scenarios 1-3 (and 6, 7): one row per metric, one column per
-/// client, each peer's cell with its ratio to Kino. Rows no client has figures for are left
-/// out. `startup` names the startup row (what "started" means in that scenario).
+/// The per-client table of the one-seeder runs (and of several seeders and the real film): one
+/// row per metric, one column per client, each peer's cell with its ratio to Kino. Rows no
+/// client has figures for are left out. `startup` names the startup row (what "started" means in that scenario).
 fn client_table(o: &mut String, clients: &BTreeMap<Kind, ClientFigures>, startup: &'static str) {
     let kinds: Vec<Kind> = clients.keys().copied().collect();
     let _ = write!(o, "| metric |");
@@ -285,7 +285,7 @@ pub fn markdown(r: &Results) -> String {
     o
 }
 
-/// Scenario 7's section: the film, then the table (startup = mpv playing).
+/// The real film's section: the film, then the table (startup = mpv playing).
 fn player_section(o: &mut String, p: &PlayerResults) {
     let c = &p.config;
     let _ = writeln!(o, "\n### A real film in mpv\n");
@@ -293,6 +293,8 @@ fn player_section(o: &mut String, p: &PlayerResults) {
         let _ = writeln!(o, "Not run: {why}.");
         return;
     }
+    // "scenario 1" is BENCHMARKS.md's number for the one-seeder link; it stays in this text
+    // because committed results.md files carry it and `kino-bench report` re-renders them.
     let _ = writeln!(
         o,
         "Film made by ffmpeg from its test sources: {:.0} s of {} H.264 (CBR {:.1} Mbit/s, a keyframe every 2 s) and AAC, \
@@ -545,7 +547,7 @@ mod tests {
             .split("### A real film in mpv")
             .nth(1)
             .and_then(|s| s.split("### Targets").next())
-            .expect("a section for scenario 7");
+            .expect("a section for the real film");
         assert!(
             section.contains("`moov` index at the end (at byte 30990000)"),
             "{section}"
@@ -581,7 +583,7 @@ mod tests {
         let md = markdown(&results());
         let (single, mesh) = md
             .split_once("### Several slow seeders far away")
-            .expect("a section for scenario 6");
+            .expect("a section for several seeders");
         // Ratios are peer / Kino within each scenario.
         assert!(
             single.contains(
@@ -595,7 +597,7 @@ mod tests {
             ),
             "{mesh}"
         );
-        // No playback run in scenario 6: no stall rows there.
+        // No playback run with several seeders: no stall rows there.
         let mesh_table = mesh.split("### Targets").next().unwrap_or_default();
         assert!(
             !mesh_table.contains("stalls during playback"),
@@ -626,7 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn results_of_runs_before_scenario_6_still_load() {
+    fn results_of_runs_before_the_several_seeders_scenario_still_load() {
         let mut v = serde_json::to_value(results()).expect("serialize");
         v.as_object_mut().expect("object").remove("mesh");
         let r: Results = serde_json::from_value(v).expect("old results load");

@@ -1,13 +1,32 @@
 //! The scenarios: neutral libtorrent seeders, the clients read in turn against them.
 //!
-//! 1 startup + 2 playback share one session per run: the reader takes the whole file in order;
-//! startup is when the first 10 s of media are readable, the player simulation runs on the
-//! arrival curve. 3 seek: a fresh session reads the first 10 s, then seeks to 30/60/90 %.
-//! 4 swarm: an origin and N viewers joining staggered, sharing on and off. 5 throughput: a big
-//! file, unthrottled. 6 mesh: several slow seeders far away, one viewer, startup and seeks.
-//! 7 real film: an H.264/AAC MP4 made by ffmpeg (index at the end), played by mpv through each
-//! client's stream on scenario 1's link: time until mpv plays, its stalls, its seeks.
-//! Reps interleave the clients (rotated order), so drift hits all alike.
+//! One module per scenario, named by what it measures (BENCHMARKS.md numbers them; its number
+//! is in brackets):
+//! - `linear` (1-3): one capped seeder and one viewer. Startup and playback share one session
+//!   per run: the reader takes the whole file in order; startup is when the first 10 s of media
+//!   are readable, the player simulation runs on the arrival curve. Seek: a fresh session reads
+//!   the first 10 s, then seeks to 30/60/90 %.
+//! - `swarm` (4): an origin and N viewers joining staggered, sharing on and off.
+//! - `throughput` (5): a big file, unthrottled.
+//! - `mesh` (6): several slow seeders far away, one viewer, startup and seeks.
+//! - `real_film` (7): an H.264/AAC MP4 made by ffmpeg (index at the end), played by mpv through
+//!   each client's stream on the linear scenario's link: time until mpv plays, its stalls, its
+//!   seeks.
+//!
+//! This module holds what they share: the [`Config`], the [`Results`], [`run`] (every scenario
+//! in turn), starting seeders, the one-seeder link, making films and torrents, and recording a
+//! viewer's run. Reps interleave the clients (rotated order), so drift hits all alike.
+
+mod linear;
+mod mesh;
+mod real_film;
+mod swarm;
+mod throughput;
+
+pub use mesh::{MeshConfig, MeshResults};
+pub use real_film::{PlayerConfig, PlayerResults};
+pub use swarm::SwarmFigures;
+pub use throughput::ThroughputFigures;
 
 use crate::clients::{self, Kind, Proc, Tools, ViewRun, ViewSpec};
 use crate::data;
@@ -35,7 +54,7 @@ pub struct Config {
     pub uplink_bps: u64,
     /// Added round-trip time (delaying relay), ms; 0: no relay.
     pub rtt_ms: u64,
-    /// Repetitions of scenarios 1-3.
+    /// Repetitions of the linear and seek sessions (and of the mesh and real-film runs).
     pub reps: usize,
     /// Piece length of the torrent (None: Kino's choice).
     pub piece_length: Option<u32>,
@@ -47,23 +66,23 @@ pub struct Config {
     pub seeks: Vec<f64>,
     /// Per-run deadline.
     pub deadline: Duration,
-    /// Scenario 4: number of viewers (0: skip).
+    /// Swarm: number of viewers (0: skip).
     pub swarm_viewers: usize,
-    /// Scenario 4: film length, s.
+    /// Swarm: film length, s.
     pub swarm_film_secs: f64,
-    /// Scenario 4: origin uplink, bit/s.
+    /// Swarm: origin uplink, bit/s.
     pub swarm_origin_bps: u64,
-    /// Scenario 4: each viewer's uplink, bit/s.
+    /// Swarm: each viewer's uplink, bit/s.
     pub swarm_viewer_bps: u64,
-    /// Scenario 4: seconds between joins.
+    /// Swarm: seconds between joins.
     pub swarm_stagger: f64,
-    /// Scenario 4: clients.
+    /// Swarm: clients.
     pub swarm_clients: Vec<Kind>,
-    /// Scenario 5: file size in bytes (0: skip).
+    /// Throughput: file size in bytes (0: skip).
     pub throughput_bytes: u64,
-    /// Scenario 6: several slow seeders (0: skip).
+    /// Several slow seeders (`seeders` 0: skip).
     pub mesh: MeshConfig,
-    /// Scenario 7: a real film in mpv (film_secs 0: skip).
+    /// A real film in mpv (`film_secs` 0: skip).
     pub player: PlayerConfig,
     /// The config file Kino ran with, if not its defaults (recorded in the results).
     pub kino_config: Option<String>,
@@ -73,82 +92,8 @@ pub struct Config {
     pub out: PathBuf,
 }
 
-/// Scenario 6: one viewer, several seeders, each slow and far away. The aggregate uplink is
-/// what a viewer of a real swarm sees; which seeder gets the urgent piece, and how many requests
-/// wait at a slow one, decide startup and seek here.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct MeshConfig {
-    /// Seeders (0: skip the scenario).
-    pub seeders: usize,
-    /// Each seeder's uplink cap, bit/s.
-    pub uplink_bps: u64,
-    /// Added RTT to each seeder, ms.
-    pub rtt_ms: u64,
-    /// Declared bitrate, bit/s.
-    pub bitrate_bps: u64,
-    /// Film length, s.
-    pub film_secs: f64,
-}
-
-/// Scenario 6's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MeshResults {
-    /// What ran.
-    pub config: MeshConfig,
-    /// Film size, bytes.
-    pub size: u64,
-    /// Piece length.
-    pub piece: u64,
-    /// Physical limit of startup over the seeders' aggregate uplink, s.
-    pub startup_limit: f64,
-    /// Physical limit of a seek over the aggregate uplink (idle links), s.
-    pub seek_limit: f64,
-    /// Per client (startup, time to first byte and seeks; no playback run).
-    pub clients: BTreeMap<Kind, ClientFigures>,
-}
-
-/// Scenario 7: a real film (made by ffmpeg from its test sources: H.264 at a constant bitrate,
-/// AAC, in an MP4 whose `moov` index sits at the end, as ffmpeg writes it without
-/// `+faststart`, or at the front with `faststart`) played by mpv through each client's stream,
-/// on scenario 1's link.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PlayerConfig {
-    /// Film length, s (0: skip the scenario).
-    pub film_secs: f64,
-    /// Video bitrate given to x264 (CBR), bit/s.
-    pub video_bps: u64,
-    /// Frame size, `WxH`.
-    pub frame: String,
-    /// Playback watched for stalls after startup, before the seeks, s.
-    pub watch_secs: f64,
-    /// Write the `moov` index at the front (`-movflags +faststart`) instead of the end.
-    #[serde(default)]
-    pub faststart: bool,
-}
-
-/// Scenario 7's figures.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PlayerResults {
-    /// What ran.
-    pub config: PlayerConfig,
-    /// Why the scenario did not run (no ffmpeg or mpv).
-    pub skipped: Option<String>,
-    /// mpv's version.
-    pub mpv: String,
-    /// Film size, bytes.
-    pub size: u64,
-    /// Piece length.
-    pub piece: u64,
-    /// Average bitrate of the file (size / duration), bit/s.
-    pub bitrate_bps: u64,
-    /// Where the `moov` index starts, bytes.
-    pub index_at: Option<u64>,
-    /// Per client: `startup` = spawn to mpv playing, `stalls`/`stall_s` while watching,
-    /// `seek` = seek command to mpv playing again.
-    pub clients: BTreeMap<Kind, ClientFigures>,
-}
-
-/// One client's figures in scenarios 1-3.
+/// One client's figures in the linear and seek sessions (and, each in a table of its own, in
+/// the mesh and real-film runs).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ClientFigures {
     /// Version that ran.
@@ -184,40 +129,6 @@ impl ClientFigures {
     }
 }
 
-/// A swarm run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SwarmFigures {
-    /// Client.
-    pub client: Kind,
-    /// Viewers upload to each other.
-    pub share: bool,
-    /// Origin bytes sent on the wire / file size.
-    pub egress_ratio: f64,
-    /// Startup of every viewer that started, s.
-    pub startup: Vec<f64>,
-    /// Viewers that read the whole file.
-    pub completed: usize,
-    /// Viewers.
-    pub viewers: usize,
-    /// Errors.
-    pub errors: Vec<String>,
-}
-
-/// A throughput run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ThroughputFigures {
-    /// Client.
-    pub client: Kind,
-    /// MB/s from spawn to the last byte.
-    pub mb_s: Option<f64>,
-    /// CPU seconds per GiB.
-    pub cpu_s_per_gib: Option<f64>,
-    /// Peak RSS, MiB.
-    pub rss_mib: Option<f64>,
-    /// Error or why skipped.
-    pub error: Option<String>,
-}
-
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -247,20 +158,20 @@ pub struct Results {
     pub startup_limit: f64,
     /// Physical limit of a seek, s (idle link).
     pub seek_limit: f64,
-    /// Per client.
+    /// Per client (the linear and seek sessions).
     pub clients: BTreeMap<Kind, ClientFigures>,
-    /// Scenario 4.
+    /// The swarm runs.
     pub swarm: Vec<SwarmFigures>,
-    /// Scenario 4 file size.
+    /// The swarm's film size, bytes.
     pub swarm_size: u64,
-    /// Scenario 5.
+    /// The throughput runs.
     pub throughput: Vec<ThroughputFigures>,
-    /// Scenario 5 file size.
+    /// The throughput film's size, bytes.
     pub throughput_size: u64,
-    /// Scenario 6 (absent in results of runs before it existed).
+    /// Several slow seeders (absent in results of runs before it existed).
     #[serde(default)]
     pub mesh: Option<MeshResults>,
-    /// Scenario 7 (absent in results of runs before it existed).
+    /// The real film in mpv (absent in results of runs before it existed).
     #[serde(default)]
     pub player: Option<PlayerResults>,
     /// The config file Kino ran with, when not its defaults.
@@ -376,7 +287,8 @@ async fn single_link(
 }
 
 /// Writes the film and its torrent (made by libtorrent, the neutral party, with Kino's piece
-/// length rule unless given) under `dir`; returns (torrent, piece length).
+/// length rule, `kino_core::piece::streaming_piece_length`, unless given) under `dir`; returns
+/// (torrent, piece length).
 fn make_film(
     tools: &Tools,
     dir: &Path,
@@ -399,7 +311,7 @@ fn make_torrent(
 ) -> anyhow::Result<(PathBuf, u64)> {
     let dir = film.parent().context("film without a folder")?;
     let torrent = dir.with_extension("torrent");
-    let piece = piece.unwrap_or_else(|| streaming_piece_length(size));
+    let piece = piece.unwrap_or_else(|| kino_core::piece::streaming_piece_length(size));
     let out = std::process::Command::new("/usr/bin/python3")
         .arg(tools.repo.join("bench/lt_bench.py"))
         .args(["create", "--piece-length", &piece.to_string(), "--path"])
@@ -419,17 +331,6 @@ fn make_torrent(
         torrent,
         piece_length(&bytes).context("no piece length in the torrent")?,
     ))
-}
-
-/// Kino's own rule for the piece length of a torrent it makes (`kino create`): the smallest
-/// power of two from 256 KiB that keeps the torrent at or under 8192 pieces, at most 4 MiB
-/// (`kino_engine::create::streaming_piece_length`, not linked here to keep the bench light).
-fn streaming_piece_length(size: u64) -> u32 {
-    let mut p: u64 = 256 * 1024;
-    while size.div_ceil(p) > 8192 && p < 4 << 20 {
-        p *= 2;
-    }
-    p as u32
 }
 
 fn piece_length(t: &[u8]) -> Option<u64> {
@@ -475,12 +376,12 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-/// Runs scenarios 1-5 per `cfg`. `progress` gets one line per run.
+/// Runs every scenario `cfg` asks for, in this order: startup, playback and seek (`linear`),
+/// swarm, several slow seeders (`mesh`), the real film in mpv, throughput. Progress goes to
+/// stderr, one line per viewer run.
 pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
     let bitrate = cfg.bitrate_bps as f64 / 8.0;
     let size = (cfg.film_secs * bitrate) as u64;
-    let startup_bytes = (cfg.startup_secs * bitrate) as u64;
-    let seek_bytes = (cfg.seek_secs * bitrate) as u64;
     std::fs::create_dir_all(&cfg.work)?;
     let (torrent, piece) = make_film(tools, &cfg.work.join("film"), size, cfg.piece_length)?;
     let mut res = Results {
@@ -529,356 +430,28 @@ pub async fn run(cfg: &Config, tools: &Tools) -> anyhow::Result<Results> {
         res.clients.insert(k, f);
     }
     if cfg.reps > 0 && !active.is_empty() {
-        let link = single_link(
-            tools,
-            Some(cfg.uplink_bps),
-            &torrent,
-            cfg.rtt_ms,
-            &cfg.work.join("logs"),
-        )
-        .await?;
-        let mut buffers: BufferRuns = BTreeMap::new();
-        for rep in 0..cfg.reps {
-            let mut order = active.clone();
-            order.rotate_left(rep % active.len());
-            for (phase, seeks) in [("play", Vec::new()), ("seek", cfg.seeks.clone())] {
-                for &k in &order {
-                    let spec = ViewSpec {
-                        torrent: torrent.clone(),
-                        peers: vec![link.seeder.addr.clone()],
-                        size,
-                        seed: SEED,
-                        bitrate,
-                        startup_bytes,
-                        seeks: seeks.clone(),
-                        seek_bytes,
-                        share: true,
-                        deadline: cfg.deadline,
-                        player_watch: None,
-                    };
-                    let dir = cfg.work.join(format!("run-{rep}-{phase}-{}", k.name()));
-                    let f = res.clients.get_mut(&k).context("client")?;
-                    let run = Run { k, rep, phase };
-                    view_recorded(
-                        run,
-                        tools,
-                        link.viewer(),
-                        &spec,
-                        &dir,
-                        f,
-                        Some(&mut buffers),
-                    )
-                    .await;
-                }
-            }
-        }
-        // Chart the run with the median startup of each client.
-        for (k, mut runs) in buffers {
-            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some(f) = res.clients.get_mut(&k)
-                && !runs.is_empty()
-            {
-                f.buffer = runs.swap_remove(runs.len() / 2).1;
-            }
-        }
-        drop(link);
+        linear::run(cfg, tools, &torrent, size, &active, &mut res.clients).await?;
     }
     if cfg.swarm_viewers > 0 {
-        let swarm_size = (cfg.swarm_film_secs * bitrate) as u64;
+        let (swarm_size, runs) = swarm::run(cfg, tools).await?;
         res.swarm_size = swarm_size;
-        let (storrent, _) = make_film(
-            tools,
-            &cfg.work.join("swarmfilm"),
-            swarm_size,
-            cfg.piece_length,
-        )?;
-        for &k in &cfg.swarm_clients {
-            if let Some(why) = tools.missing(k) {
-                res.swarm.push(SwarmFigures {
-                    client: k,
-                    share: true,
-                    egress_ratio: f64::NAN,
-                    startup: vec![],
-                    completed: 0,
-                    viewers: 0,
-                    errors: vec![why],
-                });
-                continue;
-            }
-            for share in [true, false] {
-                let f = swarm(
-                    cfg,
-                    tools,
-                    k,
-                    share,
-                    &storrent,
-                    swarm_size,
-                    bitrate,
-                    startup_bytes,
-                )
-                .await?;
-                eprintln!(
-                    "  swarm {:10} share {:5} origin egress {:.2}x file, startup p50 {:?} p95 {:?}, {}/{} complete",
-                    k.name(),
-                    share,
-                    f.egress_ratio,
-                    metrics::percentile(&f.startup, 50.0),
-                    metrics::percentile(&f.startup, 95.0),
-                    f.completed,
-                    f.viewers
-                );
-                res.swarm.push(f);
-            }
-        }
+        res.swarm = runs;
     }
     if cfg.mesh.seeders > 0 && cfg.reps > 0 && !active.is_empty() {
-        res.mesh = Some(mesh(cfg, tools, &res.clients, &active).await?);
+        res.mesh = Some(mesh::run(cfg, tools, &res.clients, &active).await?);
     }
     if cfg.player.film_secs > 0.0 && cfg.reps > 0 && !active.is_empty() {
-        res.player = Some(player(cfg, tools, &res.clients, &active).await?);
+        res.player = Some(real_film::run(cfg, tools, &res.clients, &active).await?);
     }
     if cfg.throughput_bytes > 0 {
         res.throughput_size = cfg.throughput_bytes;
-        res.throughput = throughput(cfg, tools, bitrate).await?;
+        res.throughput = throughput::run(cfg, tools, bitrate).await?;
     }
     Ok(res)
 }
 
-/// Scenario 6: `cfg.mesh.seeders` libtorrent seeders, each capped and behind its own delaying
-/// relay; one viewer given all of them reads the first 10 s, then seeks to 30/60/90 %.
-async fn mesh(
-    cfg: &Config,
-    tools: &Tools,
-    clients: &BTreeMap<Kind, ClientFigures>,
-    active: &[Kind],
-) -> anyhow::Result<MeshResults> {
-    let m = &cfg.mesh;
-    let bitrate = m.bitrate_bps as f64 / 8.0;
-    let size = (m.film_secs * bitrate) as u64;
-    let startup_bytes = (cfg.startup_secs * bitrate) as u64;
-    let seek_bytes = (cfg.seek_secs * bitrate) as u64;
-    let (torrent, piece) = make_film(tools, &cfg.work.join("meshfilm"), size, cfg.piece_length)?;
-    let links = m.seeders;
-    let mut out = MeshResults {
-        config: m.clone(),
-        size,
-        piece,
-        startup_limit: 0.0,
-        seek_limit: 0.0,
-        clients: clients.iter().map(|(k, f)| (*k, f.fresh())).collect(),
-    };
-    out.compute_limits(cfg.startup_secs, cfg.seek_secs);
-    eprintln!(
-        "mesh: film {size} bytes at {:.2} Mbit/s, {links} seeders of {:.1} Mbit/s each, RTT +{} ms; startup limit {:.2} s, seek limit {:.2} s",
-        m.bitrate_bps as f64 / 1e6,
-        m.uplink_bps as f64 / 1e6,
-        m.rtt_ms,
-        out.startup_limit,
-        out.seek_limit
-    );
-    let mut caps: Vec<Caps> = (0..links)
-        .map(|_| Caps {
-            up_bps: Some(m.uplink_bps),
-            down_bps: None,
-        })
-        .collect();
-    caps.push(Caps::default());
-    let topo = Topology::new(&caps)?;
-    let logs = cfg.work.join("mesh-logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut seeders = Vec::new();
-    for i in 0..links {
-        seeders.push(
-            start_seeder(
-                tools,
-                &topo,
-                i,
-                &torrent,
-                &torrent.with_extension(""),
-                m.rtt_ms,
-                &logs,
-            )
-            .await?,
-        );
-    }
-    let viewer = &topo.nodes[links];
-    for rep in 0..cfg.reps {
-        let mut order = active.to_vec();
-        order.rotate_left(rep % active.len());
-        for &k in &order {
-            let spec = ViewSpec {
-                torrent: torrent.clone(),
-                peers: seeders.iter().map(|s| s.addr.clone()).collect(),
-                size,
-                seed: SEED,
-                bitrate,
-                startup_bytes,
-                seeks: cfg.seeks.clone(),
-                seek_bytes,
-                share: true,
-                deadline: cfg.deadline,
-                player_watch: None,
-            };
-            let dir = cfg.work.join(format!("mesh-{rep}-{}", k.name()));
-            let f = out.clients.get_mut(&k).context("client")?;
-            let run = Run {
-                k,
-                rep,
-                phase: "mesh",
-            };
-            view_recorded(run, tools, viewer, &spec, &dir, f, None).await;
-        }
-    }
-    drop(seeders);
-    drop(topo);
-    Ok(out)
-}
-
-/// Encodes scenario 7's film with ffmpeg into `dir/film.mp4`; returns its size.
-fn encode_film(dir: &Path, c: &PlayerConfig) -> anyhow::Result<u64> {
-    std::fs::create_dir_all(dir)?;
-    let film = dir.join("film.mp4");
-    let v = c.video_bps.to_string();
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={}:rate=30", c.frame))
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-        ])
-        .arg(c.film_secs.to_string())
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "60",
-        ])
-        .args(["-b:v", &v, "-minrate", &v, "-maxrate", &v, "-bufsize", &v])
-        .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "128k"])
-        .args(if c.faststart {
-            &["-movflags", "+faststart"][..]
-        } else {
-            &[]
-        })
-        .arg(&film)
-        .output()
-        .context("cannot run ffmpeg")?;
-    if !out.status.success() {
-        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(std::fs::metadata(&film)?.len())
-}
-
-/// Where the film's index (`moov`) starts, found as Kino finds it.
-fn index_at(film: &Path, len: u64) -> Option<u64> {
-    use kino_media::{IndexLocator, Step};
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(film).ok()?;
-    let mut loc = IndexLocator::new("film.mp4", len);
-    for _ in 0..64 {
-        match loc.next_step() {
-            Step::Read { offset, len } => {
-                let mut buf = vec![0u8; len.min(1 << 20)];
-                let n = f.read_at(&mut buf, offset).ok()?;
-                loc.feed(offset, &buf[..n]).ok()?;
-            }
-            Step::Done(m) => return m.index_ranges.first().map(|r| r.start),
-        }
-    }
-    None
-}
-
-/// Scenario 7: one libtorrent seeder on scenario 1's link; each client's stream is played by
-/// mpv (`kino-bench player`): time until it plays, stalls while watching, then seeks.
-async fn player(
-    cfg: &Config,
-    tools: &Tools,
-    clients: &BTreeMap<Kind, ClientFigures>,
-    active: &[Kind],
-) -> anyhow::Result<PlayerResults> {
-    let c = &cfg.player;
-    let mut out = PlayerResults {
-        config: c.clone(),
-        ..Default::default()
-    };
-    let mpv = clients::stdout_of(Path::new("mpv"), &["--version"]);
-    let (Some(mpv), Some(_)) = (mpv, clients::stdout_of(Path::new("ffmpeg"), &["-version"])) else {
-        out.skipped = Some(
-            "ffmpeg or mpv is not installed (scripts/install-bench-peers installs them)".into(),
-        );
-        return Ok(out);
-    };
-    // "mpv 0.35.1 Copyright ..." -> "mpv 0.35.1"
-    out.mpv = mpv.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    let dir = cfg.work.join("realfilm");
-    let size = encode_film(&dir, c)?;
-    let (torrent, piece) = make_torrent(tools, &dir.join("film.mp4"), size, cfg.piece_length)?;
-    out.size = size;
-    out.piece = piece;
-    out.bitrate_bps = (size as f64 * 8.0 / c.film_secs) as u64;
-    out.index_at = index_at(&dir.join("film.mp4"), size);
-    out.clients = clients
-        .iter()
-        .map(|(k, f)| {
-            let mut fresh = f.fresh();
-            if !k.has_http_stream() {
-                fresh.skipped = Some("no HTTP stream to give mpv".into());
-            }
-            (*k, fresh)
-        })
-        .collect();
-    eprintln!(
-        "real film: {size} bytes, {:.2} Mbit/s average, moov at {:?}; seeder uplink {:.1} Mbit/s, RTT +{} ms",
-        out.bitrate_bps as f64 / 1e6,
-        out.index_at,
-        cfg.uplink_bps as f64 / 1e6,
-        cfg.rtt_ms
-    );
-    let link = single_link(
-        tools,
-        Some(cfg.uplink_bps),
-        &torrent,
-        cfg.rtt_ms,
-        &cfg.work.join("player-logs"),
-    )
-    .await?;
-    let playable: Vec<Kind> = active
-        .iter()
-        .copied()
-        .filter(|k| out.clients.get(k).is_some_and(|f| f.skipped.is_none()))
-        .collect();
-    for rep in 0..cfg.reps {
-        let mut order = playable.clone();
-        order.rotate_left(rep % playable.len().max(1));
-        for &k in &order {
-            let spec = ViewSpec {
-                torrent: torrent.clone(),
-                peers: vec![link.seeder.addr.clone()],
-                size,
-                seed: SEED,
-                bitrate: out.bitrate_bps as f64 / 8.0,
-                startup_bytes: 0,
-                seeks: cfg.seeks.clone(),
-                seek_bytes: 0,
-                share: true,
-                deadline: cfg.deadline,
-                player_watch: Some(Duration::from_secs_f64(c.watch_secs)),
-            };
-            let d = cfg.work.join(format!("mpv-{rep}-{}", k.name()));
-            let f = out.clients.get_mut(&k).context("client")?;
-            let run = Run {
-                k,
-                rep,
-                phase: "mpv",
-            };
-            view_recorded(run, tools, link.viewer(), &spec, &d, f, None).await;
-        }
-    }
-    drop(link);
-    Ok(out)
-}
-
-/// Which run of scenarios 1-3 or 6 this is (for the log line and the errors).
+/// Which viewer run this is: client, repetition and phase (`play`, `seek`, `mesh` or `mpv`),
+/// for the log line and the errors.
 struct Run {
     k: Kind,
     rep: usize,
@@ -977,185 +550,6 @@ fn record(
     line
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn swarm(
-    cfg: &Config,
-    tools: &Tools,
-    k: Kind,
-    share: bool,
-    torrent: &Path,
-    size: u64,
-    bitrate: f64,
-    startup_bytes: u64,
-) -> anyhow::Result<SwarmFigures> {
-    let mut caps = vec![Caps {
-        up_bps: Some(cfg.swarm_origin_bps),
-        down_bps: None,
-    }];
-    caps.extend((0..cfg.swarm_viewers).map(|_| Caps {
-        up_bps: Some(cfg.swarm_viewer_bps),
-        down_bps: None,
-    }));
-    let topo = Topology::new(&caps)?;
-    let logs = cfg.work.join(format!("swarm-{}-{share}", k.name()));
-    std::fs::create_dir_all(&logs)?;
-    let seeder = start_seeder(
-        tools,
-        &topo,
-        0,
-        torrent,
-        &torrent.with_extension(""),
-        0,
-        &logs,
-    )
-    .await?;
-    let before = topo.tx_bytes(0)?;
-    let mut tasks = Vec::new();
-    let mut peers: Vec<String> = Vec::new();
-    for i in 0..cfg.swarm_viewers {
-        let node = topo.nodes[i + 1].clone();
-        let mut dial = vec![seeder.addr.clone()];
-        if share {
-            dial.extend(peers.iter().cloned());
-        }
-        let spec = ViewSpec {
-            torrent: torrent.to_path_buf(),
-            peers: dial,
-            size,
-            seed: SEED,
-            bitrate,
-            startup_bytes,
-            seeks: Vec::new(),
-            seek_bytes: 0,
-            share,
-            deadline: cfg.deadline,
-            player_watch: None,
-        };
-        peers.push(format!("{}:6881", node.ip));
-        let tools = tools.clone();
-        let dir = logs.join(format!("v{i}"));
-        tasks.push(tokio::spawn(async move {
-            clients::view_keep(k, &tools, &node, &spec, &dir).await
-        }));
-        tokio::time::sleep(Duration::from_secs_f64(cfg.swarm_stagger)).await;
-    }
-    let mut fig = SwarmFigures {
-        client: k,
-        share,
-        egress_ratio: 0.0,
-        startup: vec![],
-        completed: 0,
-        viewers: cfg.swarm_viewers,
-        errors: vec![],
-    };
-    let mut done = Vec::new();
-    for t in tasks {
-        done.push(t.await);
-    }
-    let after = topo.tx_bytes(0)?;
-    let mut keep = Vec::new();
-    for d in done {
-        match d {
-            Ok(Ok((run, procs))) => {
-                keep.push(procs);
-                if let Some(t) = metrics::time_to_bytes(&run, startup_bytes) {
-                    fig.startup.push(t);
-                }
-                if run.report.ok {
-                    fig.completed += 1;
-                } else {
-                    fig.errors.push(run.report.error.unwrap_or_default());
-                }
-            }
-            Ok(Err(e)) => fig.errors.push(format!("{e:#}")),
-            Err(e) => fig.errors.push(format!("{e}")),
-        }
-    }
-    fig.egress_ratio = (after - before) as f64 / size as f64;
-    drop(keep);
-    drop(seeder);
-    drop(topo);
-    Ok(fig)
-}
-
-async fn throughput(
-    cfg: &Config,
-    tools: &Tools,
-    bitrate: f64,
-) -> anyhow::Result<Vec<ThroughputFigures>> {
-    let size = cfg.throughput_bytes;
-    let (torrent, _) = make_film(tools, &cfg.work.join("bigfilm"), size, cfg.piece_length)?;
-    let logs = cfg.work.join("throughput");
-    let link = single_link(tools, None, &torrent, 0, &logs).await?;
-    let mut out = Vec::new();
-    for &k in &cfg.clients {
-        if let Some(why) = tools.missing(k) {
-            out.push(ThroughputFigures {
-                client: k,
-                mb_s: None,
-                cpu_s_per_gib: None,
-                rss_mib: None,
-                error: Some(why),
-            });
-            continue;
-        }
-        let spec = ViewSpec {
-            torrent: torrent.clone(),
-            peers: vec![link.seeder.addr.clone()],
-            size,
-            seed: SEED,
-            bitrate,
-            startup_bytes: 0,
-            seeks: Vec::new(),
-            seek_bytes: 0,
-            share: true,
-            deadline: cfg.deadline.max(Duration::from_secs(300)),
-            player_watch: None,
-        };
-        let dir = logs.join(k.name());
-        let r = clients::view(k, tools, link.viewer(), &spec, &dir).await;
-        let _ = std::fs::remove_dir_all(dir.join("data"));
-        let gib = size as f64 / (1u64 << 30) as f64;
-        let f = match r {
-            Ok(run) if run.report.ok => {
-                let secs = metrics::time_to_bytes(&run, size).unwrap_or(f64::NAN);
-                ThroughputFigures {
-                    client: k,
-                    mb_s: Some(size as f64 / 1e6 / secs),
-                    cpu_s_per_gib: run.cpu_s.map(|c| c / gib),
-                    rss_mib: run.peak_rss_kib.map(|r| r as f64 / 1024.0),
-                    error: None,
-                }
-            }
-            Ok(run) => ThroughputFigures {
-                client: k,
-                mb_s: None,
-                cpu_s_per_gib: None,
-                rss_mib: None,
-                error: run.report.error,
-            },
-            Err(e) => ThroughputFigures {
-                client: k,
-                mb_s: None,
-                cpu_s_per_gib: None,
-                rss_mib: None,
-                error: Some(format!("{e:#}")),
-            },
-        };
-        eprintln!(
-            "  throughput {:10} {:?} MB/s, {:?} CPU s/GiB, {:?} MiB peak RSS {}",
-            k.name(),
-            f.mb_s,
-            f.cpu_s_per_gib,
-            f.rss_mib,
-            f.error.clone().unwrap_or_default()
-        );
-        out.push(f);
-    }
-    drop(link);
-    Ok(out)
-}
-
 impl Results {
     /// Computes the physical limits from the recorded parameters (at the start of a run, and
     /// again in `kino-bench report` after a change of the formula).
@@ -1175,30 +569,6 @@ impl Results {
         if let Some(m) = &mut self.mesh {
             m.compute_limits(self.startup_secs, self.seek_secs);
         }
-    }
-}
-
-impl MeshResults {
-    /// The physical limits over the seeders' aggregate uplink, from the recorded parameters.
-    fn compute_limits(&mut self, startup_secs: f64, seek_secs: f64) {
-        let c = &self.config;
-        let bitrate = c.bitrate_bps as f64 / 8.0;
-        let rtt = c.rtt_ms as f64 / 1000.0;
-        let up = c.uplink_bps as f64;
-        self.startup_limit = metrics::startup_limit_links(
-            (startup_secs * bitrate) as u64,
-            self.piece,
-            up,
-            c.seeders,
-            rtt,
-        );
-        self.seek_limit = metrics::seek_limit(
-            self.size / 2,
-            (seek_secs * bitrate) as u64,
-            self.piece,
-            up * c.seeders as f64,
-            rtt,
-        );
     }
 }
 

@@ -1,5 +1,5 @@
-//! Runs `kino-bench smoke` (Kino and libtorrent, tiny sizes, scenarios 1-3, 6 and 7 once, in network
-//! namespaces). Needs root and iproute2: without them it fails with a message saying so, rather
+//! Runs `kino-bench smoke` (Kino and libtorrent, tiny sizes; startup, playback, seek, several
+//! slow seeders and the real film once, in network namespaces). Needs root and iproute2: without them it fails with a message saying so, rather
 //! than skipping silently.
 
 use std::path::PathBuf;
@@ -65,7 +65,7 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
     if !table.contains("| startup (10 s readable) |") || !table.contains("libtorrent") {
         return Err(format!("no results table:\n{stdout}"));
     }
-    // Scenario 6 ran too: both clients were given both seeders and measured.
+    // The several-seeders scenario ran too: both clients were given both seeders and measured.
     let mesh = table
         .split("### Several slow seeders far away")
         .nth(1)
@@ -75,7 +75,7 @@ fn smoke_kino_and_libtorrent() -> Result<(), String> {
             "the several-seeders table has no figures:\n{table}"
         ));
     }
-    // Scenario 7 ran too: mpv played Kino's stream of the ffmpeg-made film and seeked in it.
+    // The real-film scenario ran too: mpv played Kino's stream of the ffmpeg-made film and seeked in it.
     let film = table
         .split("### A real film in mpv")
         .nth(1)

@@ -132,8 +132,9 @@ pub struct UnverifiedCatalog {
 
 impl UnverifiedCatalog {
     /// Parses and validates catalog.json bytes. The size cap
-    /// ([`caps::MAX_CATALOG_JSON_BYTES`]) is checked before parsing, then the schema version,
-    /// then the shape (serde) and every field rule.
+    /// ([`caps::MAX_CATALOG_JSON_BYTES`]) is checked before parsing, then that the bytes do not
+    /// start with a UTF-8 byte-order mark ([`CatalogError::ByteOrderMark`]), then the schema
+    /// version, then the shape (serde) and every field rule.
     pub fn parse(bytes: impl Into<Vec<u8>>) -> Result<Self, CatalogError> {
         let bytes = bytes.into();
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
@@ -143,6 +144,10 @@ impl UnverifiedCatalog {
                 size,
                 cap: caps::MAX_CATALOG_JSON_BYTES,
             });
+        }
+        // Before parsing, whose error for it would be "expected value at line 1 column 1".
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            return Err(CatalogError::ByteOrderMark);
         }
         let probe: SchemaProbe = parse_json(&bytes)?;
         match probe.schema {

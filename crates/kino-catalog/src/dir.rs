@@ -65,13 +65,11 @@ pub struct SignedCatalog {
     pub sig_path: PathBuf,
 }
 
-/// Signs a catalog folder: reads and validates `catalog.json`, checks that every referenced
-/// poster and subtitle exists as a regular file within its cap, then writes `catalog.sig`
-/// (replacing an older one atomically).
-pub fn sign_catalog_dir(
-    dir: &Path,
-    key: &PublisherSecretKey,
-) -> Result<SignedCatalog, CatalogError> {
+/// Checks a catalog folder as its publisher has it, before signing, writing nothing:
+/// `catalog.json` is read (size checked first), parsed and validated, and every referenced
+/// poster and subtitle must exist as a regular file within its cap. [`sign_catalog_dir`]
+/// does this first; call it alone to refuse a bad folder before any other work.
+pub fn check_catalog_dir(dir: &Path) -> Result<UnverifiedCatalog, CatalogError> {
     let json_path = dir.join(CATALOG_JSON);
     let bytes = read_capped(
         &json_path,
@@ -85,6 +83,17 @@ pub fn sign_catalog_dir(
     )?;
     let unverified = UnverifiedCatalog::parse(bytes)?;
     check_assets(dir, unverified.catalog_unchecked())?;
+    Ok(unverified)
+}
+
+/// Signs a catalog folder: reads and validates `catalog.json`, checks that every referenced
+/// poster and subtitle exists as a regular file within its cap, then writes `catalog.sig`
+/// (replacing an older one atomically).
+pub fn sign_catalog_dir(
+    dir: &Path,
+    key: &PublisherSecretKey,
+) -> Result<SignedCatalog, CatalogError> {
+    let unverified = check_catalog_dir(dir)?;
     let signature = CatalogSignature::sign(unverified.bytes(), key);
     let sig_path = dir.join(CATALOG_SIG);
     let tmp_path = dir.join(format!("{CATALOG_SIG}.tmp"));
@@ -100,7 +109,7 @@ pub fn sign_catalog_dir(
 }
 
 /// Loads a catalog folder as received: `catalog.json` (size checked before reading, then
-/// parsed and validated) and `catalog.sig`. Posters and subtitles are not read here (they may
+/// parsed and validated) and `catalog.sig` (missing: [`CatalogError::Unsigned`]). Posters and subtitles are not read here (they may
 /// be fetched later); use [`check_assets`] or [`read_asset`] for them.
 pub fn load_catalog_dir(dir: &Path) -> Result<(UnverifiedCatalog, CatalogSignature), CatalogError> {
     let json_path = dir.join(CATALOG_JSON);
@@ -115,6 +124,13 @@ pub fn load_catalog_dir(dir: &Path) -> Result<(UnverifiedCatalog, CatalogSignatu
         },
     )?;
     let sig_path = dir.join(CATALOG_SIG);
+    match fs::symlink_metadata(&sig_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CatalogError::Unsigned { path: sig_path });
+        }
+        // Any other problem is reported by reading it.
+        _ => {}
+    }
     let sig_bytes = read_capped(&sig_path, caps::MAX_SIG_FILE_BYTES, CATALOG_SIG, |_| {
         CatalogError::MalformedSignature {
             path: sig_path.clone(),

@@ -14,7 +14,7 @@ use crate::zbase32::Zbase32Error;
 #[non_exhaustive]
 pub enum CatalogError {
     /// A file of the catalog folder could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read or write {}", path.display())]
     Io {
         /// The file or folder concerned.
         path: PathBuf,
@@ -80,6 +80,16 @@ pub enum CatalogError {
         /// What is wrong (missing, a symlink, a folder).
         reason: String,
     },
+    /// catalog.json starts with a UTF-8 byte-order mark. It is refused rather than skipped:
+    /// the signature covers the exact bytes, and one catalog must not have two encodings.
+    #[error("catalog.json starts with a UTF-8 byte-order mark; save it without BOM")]
+    ByteOrderMark,
+    /// The catalog folder has no catalog.sig.
+    #[error("unsigned catalog: catalog.sig is missing (sign it with kino publish)")]
+    Unsigned {
+        /// Where catalog.sig was looked for.
+        path: PathBuf,
+    },
     /// catalog.sig is not a well-formed signature file.
     #[error("{}: malformed signature file: {reason}", path.display())]
     MalformedSignature {
@@ -137,6 +147,15 @@ impl CatalogError {
         }
     }
 
+    /// What the caller should do about it: a catalog folder that cannot be read is the
+    /// disk's; every other refusal is the catalog's content, the publisher's to fix.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        match self {
+            CatalogError::Io { .. } => kino_core::ErrorKind::Storage,
+            _ => kino_core::ErrorKind::UserInput,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         CatalogError::Invalid {
             field: field.into(),
@@ -167,7 +186,7 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// Reading or writing the key file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read or write {}", path.display())]
     Io {
         /// The key file.
         path: PathBuf,
@@ -200,6 +219,17 @@ pub enum KeyError {
     Random(String),
 }
 
+impl KeyError {
+    /// What the caller should do about it.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        match self {
+            KeyError::Io { .. } => kino_core::ErrorKind::Storage,
+            KeyError::Random(_) => kino_core::ErrorKind::Internal,
+            _ => kino_core::ErrorKind::UserInput,
+        }
+    }
+}
+
 /// Why a publisher address (or subscribe link) could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -208,7 +238,7 @@ pub enum AddressError {
     #[error("{0:?} is not a publisher address: expected kino:<52 z-base-32 characters>")]
     NotAnAddress(String),
     /// The key part is not valid z-base-32.
-    #[error("bad publisher key in address: {0}")]
+    #[error("bad publisher key in address")]
     Encoding(#[from] Zbase32Error),
     /// The key part has the wrong length.
     #[error("publisher key is {0} bytes; expected 32")]
@@ -219,4 +249,11 @@ pub enum AddressError {
     /// A magnet link is malformed.
     #[error("bad subscribe magnet: {0}")]
     Magnet(String),
+}
+
+impl AddressError {
+    /// What the caller should do about it: every address error is the user's to fix.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        kino_core::ErrorKind::UserInput
+    }
 }

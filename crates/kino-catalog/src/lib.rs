@@ -43,6 +43,7 @@ mod key;
 pub mod library;
 mod schema;
 pub mod sync;
+pub mod trackers;
 mod validate;
 pub mod zbase32;
 
@@ -51,8 +52,8 @@ pub use catalog::{
     check_successor, sha256,
 };
 pub use dir::{
-    AssetRef, CATALOG_JSON, CATALOG_SIG, SignedCatalog, asset_refs, check_assets, load_catalog_dir,
-    read_asset, sign_catalog_dir,
+    AssetRef, CATALOG_JSON, CATALOG_SIG, SignedCatalog, asset_refs, check_assets,
+    check_catalog_dir, load_catalog_dir, read_asset, sign_catalog_dir,
 };
 pub use ed25519_dalek;
 pub use error::{AddressError, CatalogError, KeyError};

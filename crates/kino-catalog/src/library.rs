@@ -5,11 +5,19 @@
 //! transaction, so a search never sees half of one version and half of another. The highest
 //! seq ever accepted per publisher stays on disk (`catalogs.highest_seq_seen`): a later, lower
 //! seq is refused even if the catalog folder is lost.
+//!
+//! What is stored of a title is what Kino plays: the trackers of its magnets pass
+//! [`crate::trackers::sanitize_magnet`] first, so a catalog cannot make viewers announce to
+//! their own machine or network (the signed catalog.json on disk is kept as it came).
+
+use std::collections::HashMap;
 
 use kino_store::{Store, StoreError, now_unix};
 use rusqlite::{OptionalExtension, params};
+use tracing::warn;
 
-use crate::{CatalogVersion, PublisherKey, VerifiedCatalog};
+use crate::trackers::{TrackerPolicy, sanitize_magnet};
+use crate::{CatalogVersion, PublisherKey, Title, VerifiedCatalog};
 
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +92,8 @@ pub struct TitleHit {
     pub synopsis: String,
     /// Licence.
     pub licence: String,
+    /// Relative path of the poster in the catalog folder, if the title has one.
+    pub poster: Option<String>,
     /// The whole title entry as JSON (streams, subtitles, poster...).
     pub entry_json: String,
 }
@@ -211,8 +221,36 @@ pub struct Provenance<'a> {
     pub signed_pointer: Option<&'a [u8]>,
 }
 
+/// A title as stored and played: its magnets without the trackers `policy` refuses, each
+/// refused tracker logged as a warning naming the field.
+fn playable_title(at: &str, title: &Title, policy: TrackerPolicy) -> Title {
+    let mut title = title.clone();
+    for (s, stream) in title.streams.iter_mut().enumerate() {
+        let Some(magnet) = &stream.magnet else {
+            continue;
+        };
+        let sanitized = sanitize_magnet(magnet, policy);
+        for d in &sanitized.dropped {
+            warn!(
+                "{at}.streams[{s}].magnet: dropped the tracker {:?}: it is {}, which a catalog \
+                 may not make Kino contact (the title still plays through the DHT; set \
+                 catalog.allow_local_trackers = true to allow such trackers)",
+                d.url, d.reason
+            );
+        }
+        stream.magnet = Some(sanitized.magnet);
+    }
+    title
+}
+
 /// Indexes a verified catalog, replacing the publisher's previous titles in one transaction.
-pub fn index(store: &Store, cat: &VerifiedCatalog, from: Provenance<'_>) -> Result<(), StoreError> {
+/// The trackers of its magnets that `trackers` refuses are left out of what is stored.
+pub fn index(
+    store: &Store,
+    cat: &VerifiedCatalog,
+    from: Provenance<'_>,
+    trackers: TrackerPolicy,
+) -> Result<(), StoreError> {
     let hex = cat.publisher_key().to_hex();
     let c = cat.catalog();
     let version = cat.version();
@@ -256,9 +294,10 @@ pub fn index(store: &Store, cat: &VerifiedCatalog, from: Provenance<'_>) -> Resu
                 "INSERT INTO titles_fts (title, synopsis, genres, public_key, id)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for t in &c.titles {
+            for (i, t) in c.titles.iter().enumerate() {
                 let genres = t.genres.join(", ");
-                let json = serde_json::to_string(t).unwrap_or_default();
+                let playable = playable_title(&format!("titles[{i}]"), t, trackers);
+                let json = serde_json::to_string(&playable).unwrap_or_default();
                 ins.execute(params![
                     hex,
                     t.id,
@@ -332,10 +371,11 @@ pub fn search(
                 synopsis: r.get(6)?,
                 licence: r.get(7)?,
                 entry_json: r.get(8)?,
+                poster: r.get(9)?,
             })
         };
         let cols = "t.public_key, c.publisher_name, t.id, t.title, t.year, t.genres, t.synopsis,
-            t.licence, t.entry_json";
+            t.licence, t.entry_json, t.poster";
         let genre_pat = genre.map(|g| format!("%{}%", g.to_lowercase()));
         let hits: rusqlite::Result<Vec<TitleHit>> = match fts_query(words) {
             Some(q) => {
@@ -365,6 +405,162 @@ pub fn search(
                 .collect(),
             None => v,
         })
+    })
+}
+
+/// A held title with its publisher's name and where its catalog folder is (for posters and
+/// subtitles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTitle {
+    /// The publisher's key (hex).
+    pub public_key: String,
+    /// The title as stored (its magnets' trackers already sanitized).
+    pub title: Title,
+    /// Publisher name from the catalog.
+    pub publisher_name: String,
+    /// Where the catalog folder is.
+    pub folder: String,
+}
+
+/// Reads a stored title entry; a row that is not a title (never written by [`index`]) is a
+/// conversion error naming the column.
+fn title_from_json(col: usize, json: &str) -> rusqlite::Result<Title> {
+    serde_json::from_str(json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// The title `id` of the publisher `public_key` (hex), if held.
+pub fn stored_title(
+    store: &Store,
+    public_key: &str,
+    id: &str,
+) -> Result<Option<StoredTitle>, StoreError> {
+    store.with_conn(|conn| {
+        conn.query_row(
+            "SELECT t.entry_json, c.publisher_name, c.folder FROM titles t
+             JOIN catalogs c ON c.public_key = t.public_key
+             WHERE t.public_key = ?1 AND t.id = ?2",
+            params![public_key, id],
+            |r| {
+                Ok(StoredTitle {
+                    public_key: public_key.to_owned(),
+                    title: title_from_json(0, &r.get::<_, String>(0)?)?,
+                    publisher_name: r.get(1)?,
+                    folder: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+    })
+}
+
+/// The genres of all held titles, each once (the first spelling wins, case-insensitively),
+/// sorted case-insensitively, at most `max`.
+pub fn genres(store: &Store, max: usize) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<String> = store.with_conn(|conn| {
+        let mut st = conn.prepare("SELECT genres FROM titles")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    })?;
+    let mut set: Vec<String> = Vec::new();
+    for g in rows.iter().flat_map(|r| r.split(", ")) {
+        if !g.is_empty() && !set.iter().any(|x| x.eq_ignore_ascii_case(g)) {
+            set.push(g.to_owned());
+        }
+    }
+    set.sort_by_key(|g| g.to_lowercase());
+    set.truncate(max);
+    Ok(set)
+}
+
+/// A title watched part-way, for "Continue watching".
+#[derive(Debug, Clone, PartialEq)]
+pub struct InProgress {
+    /// The publisher's key (hex).
+    pub public_key: String,
+    /// Title id within the catalog.
+    pub id: String,
+    /// Seconds into the video.
+    pub position_secs: f64,
+    /// The video's length in seconds, if known.
+    pub duration_secs: Option<f64>,
+    /// Title.
+    pub title: String,
+    /// Year.
+    pub year: Option<i64>,
+    /// Publisher name.
+    pub publisher_name: String,
+    /// Whether the title has a poster.
+    pub has_poster: bool,
+}
+
+/// Held titles watched for at least 2 s and not to 95 % of their length, most recently
+/// watched first, at most `limit`.
+pub fn continue_watching(store: &Store, limit: usize) -> Result<Vec<InProgress>, StoreError> {
+    let limit = limit.min(10_000) as i64;
+    store.with_conn(|conn| {
+        let mut st = conn.prepare(
+            "SELECT h.public_key, h.id, h.position_secs, h.duration_secs, t.title, t.year,
+                    c.publisher_name, t.poster IS NOT NULL
+             FROM watch_history h
+             JOIN titles t ON t.public_key = h.public_key AND t.id = h.id
+             JOIN catalogs c ON c.public_key = h.public_key
+             WHERE h.position_secs >= 2
+               AND (h.duration_secs IS NULL OR h.position_secs < h.duration_secs * 0.95)
+             ORDER BY h.updated_at DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit], |r| {
+            Ok(InProgress {
+                public_key: r.get(0)?,
+                id: r.get(1)?,
+                position_secs: r.get(2)?,
+                duration_secs: r.get(3)?,
+                title: r.get(4)?,
+                year: r.get(5)?,
+                publisher_name: r.get(6)?,
+                has_poster: r.get(7)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// The title names of held streams by infohash (lower-case hex): which title each torrent
+/// plays, read from the streams of the stored entries (`infohash` or the magnet's
+/// `xt=urn:btih:`, hex or base32), never from other text of the entry. When several titles
+/// share a torrent, the first by publisher and id names it.
+pub fn titles_by_infohash(store: &Store) -> Result<HashMap<String, String>, StoreError> {
+    let rows: Vec<(String, Title)> = store.with_conn(|conn| {
+        let mut st =
+            conn.prepare("SELECT title, entry_json FROM titles ORDER BY public_key, id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get(0)?, title_from_json(1, &r.get::<_, String>(1)?)?))
+        })?;
+        rows.collect()
+    })?;
+    let mut names = HashMap::new();
+    for (name, title) in rows {
+        for ih in title.streams.iter().filter_map(|s| s.info_hash()) {
+            let hex: String = ih.iter().map(|b| format!("{b:02x}")).collect();
+            names.entry(hex).or_insert_with(|| name.clone());
+        }
+    }
+    Ok(names)
+}
+
+/// The publisher name of the held catalog whose torrent has this infohash (lower-case hex).
+pub fn catalog_publisher_by_infohash(
+    store: &Store,
+    infohash: &str,
+) -> Result<Option<String>, StoreError> {
+    store.with_conn(|conn| {
+        conn.query_row(
+            "SELECT publisher_name FROM catalogs WHERE infohash = ?1",
+            [infohash],
+            |r| r.get(0),
+        )
+        .optional()
     })
 }
 
@@ -412,7 +608,12 @@ mod tests {
         let store = Store::open_in_memory()?;
         let key = PublisherSecretKey::generate().expect("key");
         subscribe(&store, &key.public_key(), None)?;
-        index(&store, &verified(3, "The Big Tone", &key), from())?;
+        index(
+            &store,
+            &verified(3, "The Big Tone", &key),
+            from(),
+            TrackerPolicy::PublicOnly,
+        )?;
 
         let hits = search(&store, "tone", None, 10)?;
         assert_eq!(hits.len(), 1);
@@ -429,7 +630,12 @@ mod tests {
         assert_eq!(search(&store, "", None, 10)?.len(), 2);
 
         // A new version replaces the titles wholesale.
-        index(&store, &verified(4, "The Bigger Tone", &key), from())?;
+        index(
+            &store,
+            &verified(4, "The Bigger Tone", &key),
+            from(),
+            TrackerPolicy::PublicOnly,
+        )?;
         let all = search(&store, "tone", None, 10)?;
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].title, "The Bigger Tone");
@@ -443,6 +649,143 @@ mod tests {
         assert!(unsubscribe(&store, &key.public_key())?);
         assert!(search(&store, "", None, 10)?.is_empty());
         assert!(held_catalogs(&store)?.is_empty());
+        Ok(())
+    }
+
+    /// A catalog whose magnet names trackers on loopback, private and link-local addresses
+    /// and `localhost` (issue 12, D10): what is stored, and so played, keeps only the public
+    /// tracker, unless the user allows local trackers.
+    #[test]
+    fn catalog_trackers_on_private_addresses_are_dropped() -> Result<(), StoreError> {
+        let key = PublisherSecretKey::generate().expect("key");
+        let ih = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
+        let magnet = format!(
+            "{ih}&dn=film&tr=udp%3A%2F%2F127.0.0.1%3A6969%2Fannounce&tr=http://192.168.1.1:8000/a\
+             &tr=http://169.254.169.254/latest&tr=http://[::1]:80/&tr=http://localhost:9/\
+             &tr=udp://tracker.example.org:1337"
+        );
+        let json = serde_json::json!({
+            "schema": 1, "publisher": {"name": "P"}, "seq": 1,
+            "titles": [{"id": "film", "title": "Film", "licence": "CC0-1.0",
+                "streams": [{"magnet": magnet, "file_index": 0, "quality": "720p",
+                    "size_bytes": 1000, "mime": "video/mp4"}]}]
+        });
+        let bytes = serde_json::to_vec(&json).expect("json");
+        let sig = CatalogSignature::sign(&bytes, &key);
+        let cat = UnverifiedCatalog::parse(bytes)
+            .expect("a catalog with trackers is valid")
+            .verify(&key.public_key(), &sig, None)
+            .expect("verified");
+        let stored_magnet = |policy| -> Result<String, StoreError> {
+            let store = Store::open_in_memory()?;
+            index(&store, &cat, from(), policy)?;
+            let hits = search(&store, "film", None, 10)?;
+            assert_eq!(hits.len(), 1);
+            let title: Title = serde_json::from_str(&hits[0].entry_json).expect("entry json");
+            Ok(title.streams[0].magnet.clone().unwrap_or_default())
+        };
+        assert_eq!(
+            stored_magnet(TrackerPolicy::PublicOnly)?,
+            format!("{ih}&dn=film&tr=udp://tracker.example.org:1337")
+        );
+        assert_eq!(stored_magnet(TrackerPolicy::AllowLocal)?, magnet);
+        // The signed catalog itself is untouched.
+        assert_eq!(
+            cat.catalog().titles[0].streams[0].magnet.as_deref(),
+            Some(magnet.as_str())
+        );
+        Ok(())
+    }
+
+    /// Issue 13: the sharing page named a torrent by any title whose stored JSON contained
+    /// its hex infohash as text (a synopsis quoting it matched; a base32 magnet did not).
+    #[test]
+    fn torrents_are_named_by_the_streams_that_play_them() -> Result<(), StoreError> {
+        let key = PublisherSecretKey::generate().expect("key");
+        let bars = "89abcdef0123456789abcdef0123456789abcdef";
+        let json = serde_json::json!({
+            "schema": 1, "publisher": {"name": "P"}, "seq": 1,
+            "titles": [
+                {"id": "a-quote", "title": "Quoting", "licence": "CC0-1.0",
+                 "synopsis": format!("Mentions {bars} in its text."),
+                 "streams": [{"infohash": "0123456789abcdef0123456789abcdef01234567",
+                   "file_index": 0, "quality": "360p", "size_bytes": 1000, "mime": "video/mp4"}]},
+                {"id": "bars", "title": "Colour Bars", "licence": "CC0-1.0",
+                 "streams": [{"infohash": bars.to_uppercase(),
+                   "file_index": 0, "quality": "360p", "size_bytes": 1000, "mime": "video/webm"}]},
+                {"id": "b32", "title": "Base32 Film", "licence": "CC0-1.0",
+                 "streams": [{"magnet": "magnet:?xt=urn:btih:73OLVGDWKQZBB7W4XKMHMVBSCD7NZOUY",
+                   "file_index": 0, "quality": "360p", "size_bytes": 1000, "mime": "video/mp4"}]}
+            ]
+        });
+        let bytes = serde_json::to_vec(&json).expect("json");
+        let sig = CatalogSignature::sign(&bytes, &key);
+        let cat = UnverifiedCatalog::parse(bytes)
+            .expect("valid")
+            .verify(&key.public_key(), &sig, None)
+            .expect("verified");
+        let store = Store::open_in_memory()?;
+        index(&store, &cat, from(), TrackerPolicy::PublicOnly)?;
+        let names = titles_by_infohash(&store)?;
+        assert_eq!(names.get(bars).map(String::as_str), Some("Colour Bars"));
+        assert_eq!(
+            names
+                .get("fedcba9876543210fedcba9876543210fedcba98")
+                .map(String::as_str),
+            Some("Base32 Film")
+        );
+        assert_eq!(names.len(), 3);
+        assert_eq!(
+            catalog_publisher_by_infohash(&store, "00")?.as_deref(),
+            Some("P")
+        );
+        assert_eq!(catalog_publisher_by_infohash(&store, bars)?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn stored_titles_genres_and_continue_watching() -> Result<(), StoreError> {
+        let store = Store::open_in_memory()?;
+        let key = PublisherSecretKey::generate().expect("key");
+        index(
+            &store,
+            &verified(1, "The Big Tone", &key),
+            from(),
+            TrackerPolicy::PublicOnly,
+        )?;
+        let hex = key.public_key().to_hex();
+        let t = stored_title(&store, &hex, "big-tone")?.expect("held");
+        assert_eq!(
+            (
+                t.title.title.as_str(),
+                t.publisher_name.as_str(),
+                t.folder.as_str()
+            ),
+            ("The Big Tone", "Open Films", "/x")
+        );
+        assert_eq!(stored_title(&store, &hex, "nope")?, None);
+        assert_eq!(genres(&store, 100)?, ["Abstract", "Documentary", "Sci-Fi"]);
+        assert_eq!(genres(&store, 1)?, ["Abstract"]);
+
+        let pos = |p: f64, d: Option<f64>| kino_store::WatchPosition {
+            stream: 0,
+            position_secs: p,
+            duration_secs: d,
+        };
+        store.save_watch_position(&hex, "big-tone", &pos(30.0, Some(100.0)), 10)?;
+        store.save_watch_position(&hex, "bars", &pos(1.0, None), 20)?;
+        store.save_watch_position(&hex, "gone", &pos(30.0, None), 30)?;
+        let rows = continue_watching(&store, 20)?;
+        assert_eq!(rows.len(), 1, "too short and not held are left out");
+        assert_eq!(
+            (rows[0].id.as_str(), rows[0].title.as_str(), rows[0].year),
+            ("big-tone", "The Big Tone", Some(2026))
+        );
+        store.save_watch_position(&hex, "big-tone", &pos(96.0, Some(100.0)), 40)?;
+        assert!(
+            continue_watching(&store, 20)?.is_empty(),
+            "watched to the end"
+        );
         Ok(())
     }
 }

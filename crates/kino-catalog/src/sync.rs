@@ -1,27 +1,37 @@
-//! Publishing and subscribing over the DHT and the swarm.
+//! Publishing and subscribing over the DHT and the swarm, on the pointer path of
+//! [`kino_pointer`] (written once for catalogs and updates); this module keeps only the
+//! catalog's own rules.
 //!
-//! Publisher: sign the catalog folder, stage exactly the files it references, make a torrent of
-//! them, seed it, and put a signed BEP 44 pointer `{ih: infohash}` with `seq` = the catalog's
-//! seq under the publisher's key; announce as a peer of the torrent on the same DHT.
+//! Publisher: sign the catalog folder and publish exactly the files it references (a frozen
+//! staged copy, seeded as a torrent) under a signed BEP 44 pointer `{ih: infohash}` with `seq`
+//! = the catalog's seq under the publisher's key ([`kino_pointer::Pointers::publish`]).
 //!
 //! Subscriber ([`CatalogSync::refresh`]): resolve the pointer (highest valid seq among the
-//! answers), refuse a seq below the highest ever accepted (kept in SQLite), find the torrent's
-//! peers through the DHT, download it (size-capped before any piece is fetched), verify the
-//! detached signature with the subscribed key, check that the catalog's seq is the pointer's,
-//! apply the same-seq rule, check every asset, and index it. The catalog torrent keeps seeding
-//! (the share policy applies) and the publisher's signed item is stored to be republished
-//! unchanged, so the catalog stays reachable while its publisher is offline.
+//! answers) and refuse a seq below the highest ever accepted (kept in SQLite); a pointer naming
+//! the held torrent downloads nothing. Otherwise [`kino_pointer::Pointers::fetch`] downloads
+//! the torrent (size-capped before any piece is fetched) and runs the catalog's check: verify
+//! the detached signature with the subscribed key, check that the catalog's seq is the
+//! pointer's, apply the same-seq rule, check every asset, and index it (its magnets' trackers
+//! filtered by the [`TrackerPolicy`]) with the publisher's signed item, to be republished
+//! unchanged. The catalog torrent keeps seeding (the share policy applies) and replaces the
+//! previous version, so the catalog stays reachable while its publisher is offline.
+//!
+//! A refresh that fails or refuses never touches the catalog held: not its folder, not its
+//! torrent, not its database rows (only the subscription's last error). It removes only what
+//! it created itself (the torrent and folder of a new infohash).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kino_dht::{DhtError, PointerDht, SignedPointer};
-use kino_engine::{AddOptions, Engine, EngineError, Placement, TorrentSource, infohash_hex};
+use kino_engine::{Engine, EngineError, infohash_hex, parse_infohash};
+use kino_pointer::{Caps, FetchError, PointerError, Pointers, Shelf, Stage};
 use kino_store::{Store, StoreError};
 use tracing::{info, warn};
 
 use crate::library::{self, Provenance};
+use crate::trackers::TrackerPolicy;
 use crate::{
     CatalogError, PublisherKey, PublisherSecretKey, VerifiedCatalog, asset_refs, check_assets,
     check_successor, load_catalog_dir, sign_catalog_dir,
@@ -31,8 +41,14 @@ use crate::{
 pub const MAX_CATALOG_TORRENT_BYTES: u64 = 256 * 1024 * 1024;
 /// How long a refresh waits for the catalog torrent to download.
 pub const CATALOG_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a peer lookup collects answers.
-const PEER_LOOKUP: Duration = Duration::from_secs(5);
+/// The bounds of a catalog torrent on the pointer path.
+const CAPS: Caps = Caps {
+    max_bytes: MAX_CATALOG_TORRENT_BYTES,
+    timeout: CATALOG_DOWNLOAD_TIMEOUT,
+    what: "catalog",
+    // A catalog that does not arrive in time leaves nothing behind (issue 12, D18).
+    resume: false,
+};
 
 /// Errors of publishing and refreshing.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +93,29 @@ pub enum SyncError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The pointer path refused something else (a file that cannot be staged).
+    #[error(transparent)]
+    Pointer(PointerError),
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SyncError {
-    let context = context.into();
-    move |source| SyncError::Io { context, source }
+impl From<PointerError> for SyncError {
+    fn from(e: PointerError) -> Self {
+        match e {
+            PointerError::Dht(e) => SyncError::Dht(e),
+            PointerError::Engine(e) => SyncError::Engine(e),
+            PointerError::Io { context, source } => SyncError::Io { context, source },
+            other => SyncError::Pointer(other),
+        }
+    }
+}
+
+impl From<FetchError<SyncError>> for SyncError {
+    fn from(e: FetchError<SyncError>) -> Self {
+        match e {
+            FetchError::Pointer(e) => e.into(),
+            FetchError::Refused(e) => e,
+        }
+    }
 }
 
 /// What a publish did.
@@ -119,10 +153,10 @@ pub enum Refreshed {
 /// Publisher and subscriber operations over one engine and one DHT node.
 #[derive(Clone)]
 pub struct CatalogSync {
-    engine: Engine,
-    dht: PointerDht,
+    pointers: Pointers,
     store: Arc<Store>,
     data_dir: PathBuf,
+    trackers: TrackerPolicy,
 }
 
 impl CatalogSync {
@@ -130,28 +164,28 @@ impl CatalogSync {
     /// under `data_dir/catalogs` and staged publications under `data_dir/publish`.
     pub fn new(engine: Engine, dht: PointerDht, store: Arc<Store>, data_dir: &Path) -> Self {
         CatalogSync {
-            engine,
-            dht,
+            pointers: Pointers::new(engine, dht),
             store,
             data_dir: data_dir.to_path_buf(),
+            trackers: TrackerPolicy::default(),
         }
+    }
+
+    /// Which trackers of the catalogs' magnets are indexed (and so played): by default
+    /// ([`TrackerPolicy::PublicOnly`]) none on loopback, private or link-local addresses.
+    pub fn with_tracker_policy(mut self, trackers: TrackerPolicy) -> Self {
+        self.trackers = trackers;
+        self
     }
 
     /// The DHT node.
     pub fn dht(&self) -> &PointerDht {
-        &self.dht
+        self.pointers.dht()
     }
 
-    fn listen_port(&self) -> Option<u16> {
-        self.engine.listen_addr().map(|a| a.port())
-    }
-
-    async fn announce(&self, infohash: [u8; 20]) {
-        if let Some(port) = self.listen_port()
-            && let Err(e) = self.dht.announce_peer(infohash, port).await
-        {
-            warn!(error = %e, "announce");
-        }
+    /// Where one publisher's catalog torrents are kept: `catalogs/<key hex>/<infohash>`.
+    fn shelf(&self, publisher_hex: &str) -> Shelf {
+        Shelf::new(self.data_dir.join("catalogs").join(publisher_hex))
     }
 
     /// Signs `dir`, seeds it as a torrent and puts the pointer. Keep the process running (and
@@ -164,46 +198,39 @@ impl CatalogSync {
         let signed = sign_catalog_dir(dir, key)?;
         let cat = &signed.catalog;
         let seq = cat.seq();
+        let pointer_seq = i64::try_from(seq).map_err(|_| {
+            SyncError::Mismatch(format!(
+                "catalog seq {seq} is above {}, the largest seq a DHT pointer carries",
+                i64::MAX
+            ))
+        })?;
         // Stage exactly the catalog's files, so nothing else in the folder is shared.
-        let stage_root = self
-            .data_dir
-            .join("publish")
-            .join(key.public_key().to_hex())
-            .join(format!("seq-{seq}"));
-        let stage = stage_root.join("catalog");
-        if stage_root.exists() {
-            std::fs::remove_dir_all(&stage_root).map_err(io("cannot clear the staging folder"))?;
-        }
-        std::fs::create_dir_all(&stage).map_err(io("cannot create the staging folder"))?;
-        let mut files: Vec<String> = vec![crate::CATALOG_JSON.into(), crate::CATALOG_SIG.into()];
+        let mut files: Vec<PathBuf> = vec![crate::CATALOG_JSON.into(), crate::CATALOG_SIG.into()];
         files.extend(
             asset_refs(cat.catalog())
                 .into_iter()
-                .map(|a| a.path.to_owned()),
+                .map(|a| PathBuf::from(a.path)),
         );
         files.sort();
         files.dedup();
-        for rel in &files {
-            let to = stage.join(rel);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(io("cannot stage the catalog"))?;
-            }
-            std::fs::copy(dir.join(rel), &to).map_err(io(format!("cannot stage {rel}")))?;
-        }
-        let created = kino_engine::create::create_torrent(&stage, None, |_, _| {})?;
-        let ih = created.info.infohash;
-        self.engine.seed_created(&created).await?;
-        let seq_i64 =
-            i64::try_from(seq).map_err(|_| SyncError::Mismatch("seq too large".into()))?;
+        let stage = Stage {
+            source: dir,
+            files: &files,
+            root: self
+                .data_dir
+                .join("publish")
+                .join(key.public_key().to_hex())
+                .join(format!("seq-{seq}")),
+            name: "catalog",
+        };
         let published = self
-            .dht
-            .publish(key.signing_key(), None, ih.0, seq_i64, None)
+            .pointers
+            .publish(&stage, key.signing_key(), None, pointer_seq)
             .await?;
-        self.announce(ih.0).await;
         info!(seq, stored_at = published.stored_at, "catalog published");
         Ok(Published {
             seq,
-            infohash: infohash_hex(&ih),
+            infohash: infohash_hex(&published.infohash),
             stored_at: published.stored_at,
             titles: cat.catalog().titles.len(),
         })
@@ -228,147 +255,75 @@ impl CatalogSync {
     ) -> Result<Refreshed, SyncError> {
         let address = key.address();
         let held = library::held(&self.store, key)?;
-        let pointer = self
-            .dht
-            .resolve(&key.to_bytes(), salt)
-            .await?
-            .ok_or_else(|| SyncError::NotFound(address.clone()))?;
-        let item = pointer.pointer.clone();
-        let offered = u64::try_from(pointer.seq()).map_err(|_| {
-            SyncError::Mismatch(format!("negative seq {} on the DHT", pointer.seq()))
-        })?;
-        let ih = pointer.infohash();
-        let ih_hex = hex_of(&ih);
-        if let Some(h) = &held {
-            if offered < h.highest_seq_seen {
-                return Err(SyncError::Rollback {
-                    address,
-                    offered,
-                    held: h.highest_seq_seen,
+        let negative = |seq: i64| SyncError::Mismatch(format!("negative seq {seq} on the DHT"));
+        let floor = held
+            .as_ref()
+            .map(|h| i64::try_from(h.highest_seq_seen).unwrap_or(i64::MAX));
+        let offer = match self.pointers.resolve(&key.to_bytes(), salt, floor).await {
+            Ok(Some(offer)) => offer,
+            Ok(None) => return Err(SyncError::NotFound(address)),
+            Err(PointerError::Replay { offered, floor, .. }) => {
+                return Err(match u64::try_from(offered) {
+                    Ok(offered) => SyncError::Rollback {
+                        address,
+                        offered,
+                        held: u64::try_from(floor).unwrap_or_default(),
+                    },
+                    Err(_) => negative(offered),
                 });
             }
-            if offered == h.seq && ih_hex == h.infohash {
-                library::set_signed_pointer(&self.store, key, &item.to_bytes())?;
-                self.keep_seeding(h).await;
+            Err(e) => return Err(e.into()),
+        };
+        let offered = u64::try_from(offer.seq()).map_err(|_| negative(offer.seq()))?;
+        let ih = offer.infohash();
+        let ih_hex = infohash_hex(&ih);
+        let shelf = self.shelf(&key.to_hex());
+        let held_ih = held.as_ref().and_then(|h| parse_infohash(&h.infohash));
+        if let Some(h) = &held
+            && ih_hex == h.infohash
+        {
+            // The pointer names the torrent already held, whose verified catalog says
+            // h.seq: nothing to download. Whatever the outcome, the held catalog stays as
+            // it is, and seeding.
+            self.pointers.keep_seeding(&shelf, ih, &CAPS).await;
+            if offered == h.seq {
+                library::set_signed_pointer(&self.store, key, &offer.pointer().to_bytes())?;
                 return Ok(Refreshed::Unchanged { seq: offered });
             }
+            return Err(SyncError::Mismatch(format!(
+                "the catalog says seq {} but its DHT pointer says seq {offered} (the pointer \
+                 names the catalog already held, which is kept)",
+                h.seq
+            )));
         }
-        let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let folder_root = self
-            .data_dir
-            .join("catalogs")
-            .join(key.to_hex())
-            .join(&ih_hex);
-        let (torrent, folder) = self
-            .engine
-            .download_small(
-                kino_engine::Id20::new(ih),
-                peers.clone(),
-                &folder_root,
-                MAX_CATALOG_TORRENT_BYTES,
-                CATALOG_DOWNLOAD_TIMEOUT,
-                "catalog",
-            )
+        // The catalog's own rules: its signature under the subscribed key, its seq (the
+        // pointer's, no rollback, no reuse with other content), its assets; then it is indexed.
+        // Anything else (a refusal, a failed download) leaves the held catalog as it is.
+        let held = held.as_ref();
+        let fetched = self
+            .pointers
+            .fetch(offer, &shelf, &CAPS, held_ih, |c| async move {
+                let verified = verify_folder(key, c.content(), offered, held)?;
+                library::index(
+                    &self.store,
+                    &verified,
+                    Provenance {
+                        infohash: &ih_hex,
+                        folder: &c.content().to_string_lossy(),
+                        seeders_seen: c.peers_seen(),
+                        signed_pointer: Some(&c.pointer().to_bytes()),
+                    },
+                    self.trackers,
+                )?;
+                Ok::<_, SyncError>(verified)
+            })
             .await?;
-        let verified = match self.verify_folder(key, &folder, offered, held.as_ref()) {
-            Ok(v) => v,
-            Err(e) => {
-                // Nothing of a refused catalog is kept: not indexed, not seeded.
-                let _ = self.engine.forget(&torrent.infohash()).await;
-                let _ = std::fs::remove_dir_all(&folder_root);
-                return Err(e);
-            }
-        };
-        let seeders = self
-            .engine
-            .transfer_status(&torrent.infohash())
-            .map_or(peers.len() as u32, |t| t.peers.max(peers.len() as u32));
-        library::index(
-            &self.store,
-            &verified,
-            Provenance {
-                infohash: &ih_hex,
-                folder: &folder.to_string_lossy(),
-                seeders_seen: seeders,
-                signed_pointer: Some(&item.to_bytes()),
-            },
-        )?;
-        // The previous version is no longer needed.
-        if let Some(h) = held
-            && h.infohash != ih_hex
-        {
-            if let Some(old) = kino_engine::parse_infohash(&h.infohash) {
-                let _ = self.engine.forget(&old).await;
-            }
-            let old_root = self
-                .data_dir
-                .join("catalogs")
-                .join(key.to_hex())
-                .join(&h.infohash);
-            let _ = std::fs::remove_dir_all(old_root);
-        }
-        self.announce(ih).await;
-        if let Err(e) = self.dht.publish_signed(&item).await {
-            warn!(error = %e, "republishing the publisher's item");
-        }
-        let c = verified.catalog();
+        let c = fetched.value.catalog();
         Ok(Refreshed::Updated {
             seq: offered,
             titles: c.titles.len(),
             publisher: c.publisher.name.clone(),
         })
-    }
-
-    fn verify_folder(
-        &self,
-        key: &PublisherKey,
-        folder: &Path,
-        pointer_seq: u64,
-        held: Option<&library::HeldCatalog>,
-    ) -> Result<VerifiedCatalog, SyncError> {
-        let (unverified, sig) = load_catalog_dir(folder)?;
-        let verified = unverified.verify(key, &sig, held.map(|h| h.highest_seq_seen))?;
-        if verified.seq() != pointer_seq {
-            return Err(SyncError::Mismatch(format!(
-                "the catalog says seq {} but its DHT pointer says seq {pointer_seq}",
-                verified.seq()
-            )));
-        }
-        if let Some(h) = held {
-            // Refuses the same seq with other content; a lower seq was refused above.
-            check_successor(h.version(), verified.version())?;
-        }
-        check_assets(folder, verified.catalog())?;
-        Ok(verified)
-    }
-
-    /// Makes sure a held catalog's torrent is seeding in this engine.
-    async fn keep_seeding(&self, h: &library::HeldCatalog) {
-        let Some(ih) = kino_engine::parse_infohash(&h.infohash) else {
-            return;
-        };
-        if self.engine.torrent(&ih).is_none() {
-            let root = self
-                .data_dir
-                .join("catalogs")
-                .join(&h.public_key)
-                .join(&h.infohash);
-            let r = self
-                .engine
-                .add_capped(
-                    &TorrentSource::InfoHash(ih),
-                    AddOptions {
-                        peers: Vec::new(),
-                        placement: Placement::Download(root),
-                    },
-                    Some(MAX_CATALOG_TORRENT_BYTES),
-                )
-                .await;
-            if let Err(e) = r {
-                warn!(error = %e, "seeding a held catalog");
-            }
-        }
-        self.announce(ih.0).await;
     }
 
     /// Republishes every held catalog's signed DHT item unchanged, announces this node as a
@@ -377,22 +332,55 @@ impl CatalogSync {
     pub async fn republish(&self) -> Result<usize, SyncError> {
         let mut n = 0;
         for h in library::held_catalogs(&self.store)? {
-            self.keep_seeding(&h).await;
+            match parse_infohash(&h.infohash) {
+                Some(ih) => {
+                    self.pointers
+                        .keep_seeding(&self.shelf(&h.public_key), ih, &CAPS)
+                        .await;
+                }
+                None => warn!(
+                    publisher = %h.publisher_name,
+                    "the held catalog's infohash is malformed in the database; not seeded"
+                ),
+            }
             let Some(bytes) = &h.signed_pointer else {
                 continue;
             };
             match SignedPointer::from_bytes(bytes) {
-                Ok(item) => match self.dht.publish_signed(&item).await {
+                Ok(item) => match self.pointers.republish(&item).await {
                     Ok(_) => n += 1,
                     Err(e) => warn!(error = %e, publisher = %h.publisher_name, "republish"),
                 },
-                Err(e) => warn!(error = %e, "stored item is invalid"),
+                Err(e) => {
+                    warn!(error = %e, publisher = %h.publisher_name, "stored item is invalid")
+                }
             }
         }
         Ok(n)
     }
 }
 
-fn hex_of(ih: &[u8; 20]) -> String {
-    infohash_hex(&kino_engine::Id20::new(*ih))
+/// Checks a downloaded catalog folder by the catalog's rules: the detached signature under the
+/// subscribed key with no rollback below what was accepted, the pointer's seq, the same-seq
+/// rule against the held catalog, every asset.
+fn verify_folder(
+    key: &PublisherKey,
+    folder: &Path,
+    pointer_seq: u64,
+    held: Option<&library::HeldCatalog>,
+) -> Result<VerifiedCatalog, SyncError> {
+    let (unverified, sig) = load_catalog_dir(folder)?;
+    let verified = unverified.verify(key, &sig, held.map(|h| h.highest_seq_seen))?;
+    if verified.seq() != pointer_seq {
+        return Err(SyncError::Mismatch(format!(
+            "the catalog says seq {} but its DHT pointer says seq {pointer_seq}",
+            verified.seq()
+        )));
+    }
+    if let Some(h) = held {
+        // Refuses the same seq with other content; a lower seq was refused above.
+        check_successor(h.version(), verified.version())?;
+    }
+    check_assets(folder, verified.catalog())?;
+    Ok(verified)
 }

@@ -44,6 +44,18 @@ pub(crate) fn validate(catalog: &Catalog) -> Result {
             supported: SCHEMA_VERSION,
         });
     }
+    // The DHT pointer that publishes a catalog carries its seq as a signed 64-bit number.
+    if i64::try_from(catalog.seq).is_err() {
+        return Err(CatalogError::invalid(
+            "seq",
+            format!(
+                "{} is too large: a catalog seq can be at most {} (it travels in the DHT \
+                 pointer as a signed 64-bit number)",
+                catalog.seq,
+                i64::MAX
+            ),
+        ));
+    }
     text(
         "publisher.name",
         &catalog.publisher.name,
@@ -210,8 +222,30 @@ fn validate_subtitle(at: &str, s: &Subtitle) -> Result {
     relative_path(&format!("{at}.path"), &s.path, AssetKind::Subtitle)
 }
 
-/// Text fields: a byte length range, and no control characters (newlines and tabs allowed
-/// only where `multiline`).
+/// The Unicode bidirectional controls: embeddings and overrides (U+202A-U+202E), isolates
+/// (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C), with their names. Shown text
+/// containing them can read as something else than it is (`Film` U+202E `4pm.exe` shows as
+/// `Filmexe.mp4`), so catalog text refuses them like control characters.
+fn bidi_control(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{061C}' => "ARABIC LETTER MARK",
+        '\u{200E}' => "LEFT-TO-RIGHT MARK",
+        '\u{200F}' => "RIGHT-TO-LEFT MARK",
+        '\u{202A}' => "LEFT-TO-RIGHT EMBEDDING",
+        '\u{202B}' => "RIGHT-TO-LEFT EMBEDDING",
+        '\u{202C}' => "POP DIRECTIONAL FORMATTING",
+        '\u{202D}' => "LEFT-TO-RIGHT OVERRIDE",
+        '\u{202E}' => "RIGHT-TO-LEFT OVERRIDE",
+        '\u{2066}' => "LEFT-TO-RIGHT ISOLATE",
+        '\u{2067}' => "RIGHT-TO-LEFT ISOLATE",
+        '\u{2068}' => "FIRST STRONG ISOLATE",
+        '\u{2069}' => "POP DIRECTIONAL ISOLATE",
+        _ => return None,
+    })
+}
+
+/// Text fields: a byte length range, no control characters (newlines and tabs allowed only
+/// where `multiline`) and no bidirectional controls.
 fn text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -> Result {
     if value.len() < min {
         return Err(CatalogError::invalid(field, "must not be empty"));
@@ -235,6 +269,16 @@ fn text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -> Re
         return Err(CatalogError::invalid(
             field,
             format!("contains the control character {c:?}"),
+        ));
+    }
+    if let Some((c, name)) = value.chars().find_map(|c| bidi_control(c).map(|n| (c, n))) {
+        return Err(CatalogError::invalid(
+            field,
+            format!(
+                "contains the bidirectional control character U+{:04X} ({name}), which makes \
+                 text display as something else than it is: remove it",
+                u32::from(c)
+            ),
         ));
     }
     Ok(())

@@ -679,6 +679,123 @@ fn field_rules_name_the_field() {
     assert!(err.to_string().contains("too many subtitles"), "{err}");
 }
 
+/// Issue 12, D11: a title (or any catalog text) with a bidirectional control, such as
+/// U+202E RIGHT-TO-LEFT OVERRIDE making `Film<U+202E>4pm.exe` show as `Filmexe.mp4`, is
+/// refused like a C1 control, naming the field and the character.
+#[test]
+fn bidi_controls_in_titles_are_refused() {
+    let controls = [
+        ('\u{202A}', "LEFT-TO-RIGHT EMBEDDING"),
+        ('\u{202B}', "RIGHT-TO-LEFT EMBEDDING"),
+        ('\u{202C}', "POP DIRECTIONAL FORMATTING"),
+        ('\u{202D}', "LEFT-TO-RIGHT OVERRIDE"),
+        ('\u{202E}', "RIGHT-TO-LEFT OVERRIDE"),
+        ('\u{2066}', "LEFT-TO-RIGHT ISOLATE"),
+        ('\u{2067}', "RIGHT-TO-LEFT ISOLATE"),
+        ('\u{2068}', "FIRST STRONG ISOLATE"),
+        ('\u{2069}', "POP DIRECTIONAL ISOLATE"),
+        ('\u{200E}', "LEFT-TO-RIGHT MARK"),
+        ('\u{200F}', "RIGHT-TO-LEFT MARK"),
+        ('\u{061C}', "ARABIC LETTER MARK"),
+    ];
+    for (c, name) in controls {
+        let mut value = sample_json();
+        value["titles"][0]["title"] = json!(format!("Film{c}4pm.exe"));
+        let err = refuse(&value);
+        assert_invalid(
+            &err,
+            "titles[0].title",
+            &format!(
+                "contains the bidirectional control character U+{:04X} ({name})",
+                u32::from(c)
+            ),
+        );
+    }
+    // Every other text field of the catalog too.
+    for (pointer, field) in [
+        ("/publisher/name", "publisher.name"),
+        ("/publisher/description", "publisher.description"),
+        ("/titles/0/synopsis", "titles[0].synopsis"),
+        ("/titles/0/genres/0", "titles[0].genres[0]"),
+        (
+            "/titles/0/streams/0/quality",
+            "titles[0].streams[0].quality",
+        ),
+    ] {
+        let mut value = sample_json();
+        *value.pointer_mut(pointer).expect(pointer) = json!("a\u{202E}b");
+        assert_invalid(&refuse(&value), field, "U+202E (RIGHT-TO-LEFT OVERRIDE)");
+    }
+    // Right-to-left text itself is fine.
+    let mut value = sample_json();
+    value["titles"][0]["title"] = json!("فيلم סרט");
+    UnverifiedCatalog::parse(serde_json::to_vec(&value).expect("json")).expect("RTL letters");
+}
+
+/// Issue 12, D12: a seq above i64::MAX (what the DHT pointer carries) is refused by
+/// validation, so `sign_catalog_dir` refuses it before writing any signature.
+#[test]
+fn seq_above_i64_max_is_refused_before_signing() -> TestResult {
+    let too_large = i64::MAX as u64 + 1;
+    let mut value = sample_json();
+    value["seq"] = json!(too_large);
+    assert_invalid(
+        &refuse(&value),
+        "seq",
+        "9223372036854775808 is too large: a catalog seq can be at most 9223372036854775807",
+    );
+    let dir = sample_dir();
+    fs::write(dir.path().join("catalog.json"), serde_json::to_vec(&value)?)?;
+    let err = sign_catalog_dir(dir.path(), &key(1)).expect_err("seq too large");
+    assert_eq!(err.field(), Some("seq"), "{err}");
+    assert!(!dir.path().join("catalog.sig").exists(), "signed anyway");
+    // i64::MAX itself is a valid seq.
+    value["seq"] = json!(i64::MAX as u64);
+    fs::write(dir.path().join("catalog.json"), serde_json::to_vec(&value)?)?;
+    let signed = sign_catalog_dir(dir.path(), &key(1))?;
+    assert_eq!(signed.catalog.seq(), i64::MAX as u64);
+    Ok(())
+}
+
+/// Issue 12, D19: a catalog.json saved with a UTF-8 byte-order mark, and a folder without
+/// catalog.sig, say so in words instead of "expected value at line 1 column 1" and "No such
+/// file or directory". The BOM is refused, not skipped: the signature covers the exact bytes.
+#[test]
+fn bom_and_missing_signature_have_clear_errors() -> TestResult {
+    const BOM_MESSAGE: &str =
+        "catalog.json starts with a UTF-8 byte-order mark; save it without BOM";
+    let dir = sample_dir();
+    let json_path = dir.path().join("catalog.json");
+    let plain = fs::read(&json_path)?;
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(&plain);
+    fs::write(&json_path, &with_bom)?;
+
+    // Publishing: refused before signing.
+    let err = sign_catalog_dir(dir.path(), &key(1)).expect_err("BOM");
+    assert!(matches!(err, CatalogError::ByteOrderMark), "{err:?}");
+    assert_eq!(err.to_string(), BOM_MESSAGE);
+    assert!(!dir.path().join("catalog.sig").exists(), "signed anyway");
+    // Receiving one signed as it is: refused the same way.
+    fs::write(
+        dir.path().join("catalog.sig"),
+        CatalogSignature::sign(&with_bom, &key(1)).to_file_contents(),
+    )?;
+    let err = load_catalog_dir(dir.path()).expect_err("BOM");
+    assert_eq!(err.to_string(), BOM_MESSAGE);
+
+    // No catalog.sig.
+    fs::write(&json_path, &plain)?;
+    fs::remove_file(dir.path().join("catalog.sig"))?;
+    let err = load_catalog_dir(dir.path()).expect_err("unsigned");
+    assert!(matches!(err, CatalogError::Unsigned { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "unsigned catalog: catalog.sig is missing (sign it with kino publish)"
+    );
+    Ok(())
+}
+
 #[test]
 fn syntax_errors_are_reported() {
     let err = UnverifiedCatalog::parse(b"{\"schema\": 1,".to_vec()).expect_err("truncated");

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub enum DhtError {
     /// The DHT node could not be started (usually the UDP port is taken).
     #[error(
-        "could not start the DHT node on {bind}: {source}; choose another port or stop the other program"
+        "could not start the DHT node on {bind} (choose another port or stop the other program)"
     )]
     Bind {
         /// The address that was asked for.
@@ -111,7 +111,7 @@ pub enum DhtError {
     },
 
     /// The put reached no storage node or all of them failed.
-    #[error("putting the item for key {public_key} failed: {source}")]
+    #[error("putting the item for key {public_key} failed")]
     Put {
         /// Hex public key.
         public_key: String,
@@ -146,6 +146,31 @@ pub enum DhtError {
         /// Configured capacity.
         capacity: usize,
     },
+}
+
+impl DhtError {
+    /// What the caller should do about it.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        use kino_core::ErrorKind;
+        match self {
+            DhtError::BadBootstrap { .. }
+            | DhtError::BadPublicKey { .. }
+            | DhtError::SaltTooLong { .. }
+            | DhtError::BadMagnet { .. } => ErrorKind::UserInput,
+            DhtError::Bind { .. }
+            | DhtError::InvalidPointer { .. }
+            | DhtError::BadSignature { .. }
+            | DhtError::CasMismatch { .. }
+            | DhtError::NotMostRecent { .. }
+            | DhtError::SeqConflict { .. }
+            | DhtError::Put { .. }
+            | DhtError::Timeout { .. }
+            | DhtError::Announce { .. } => ErrorKind::Network,
+            DhtError::MalformedSignedPointer { .. } | DhtError::CacheFull { .. } => {
+                ErrorKind::Storage
+            }
+        }
+    }
 }
 
 pub(crate) fn key_hex(public_key: &[u8; 32]) -> String {

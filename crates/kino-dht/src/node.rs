@@ -359,7 +359,9 @@ impl PointerDht {
         if let Some(best) = best {
             match self.cache.offer(best) {
                 Ok(outcome) => tracing::debug!(?outcome, "resolved pointer"),
-                Err(error) => tracing::warn!(%error, "resolved pointer not cached"),
+                Err(error) => {
+                    tracing::warn!(error = %kino_core::Report(&error), "resolved pointer not cached")
+                }
             }
         }
         let resolved = self.cache.get(address).map(|pointer| ResolvedPointer {

@@ -179,7 +179,7 @@ impl Task {
         };
         for address in addresses.iter().take(self.config.max_items) {
             if let Err(error) = self.dht.resolve_detailed(address).await {
-                tracing::debug!(%error, "resolve before republish failed");
+                tracing::debug!(error = %kino_core::Report(&error), "resolve before republish failed");
             }
             let Some(pointer) = self.dht.cache().get(address) else {
                 report.missing += 1;
@@ -188,7 +188,7 @@ impl Task {
             match self.dht.publish_signed(&pointer).await {
                 Ok(_) => report.republished += 1,
                 Err(error) => {
-                    tracing::info!(%error, "republish failed");
+                    tracing::info!(error = %kino_core::Report(&error), "republish failed");
                     report.failed += 1;
                 }
             }

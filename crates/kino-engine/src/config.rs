@@ -54,6 +54,12 @@ pub struct EngineConfig {
     pub metadata_timeout: Duration,
     /// How long a new reader waits for a free stream slot.
     pub stream_slot_wait: Duration,
+    /// An HTTP stream whose reader asks for no data this long gives its stream slot back and
+    /// ends (default [`DEFAULT_STREAM_IDLE_TIMEOUT`]). A player that stopped reading — gone
+    /// without closing its socket, or paused — must not hold a slot forever; a paused player
+    /// reconnects with a `Range` request when it resumes. Time spent waiting for pieces from
+    /// the swarm does not count: only time in which the reader did not ask for data.
+    pub stream_idle_timeout: Duration,
     /// Seconds of media to keep buffered ahead of a reader, when the bitrate is known.
     pub readahead_secs: u32,
     /// Most 16 KiB block requests outstanding at one peer (never more than the peer's own
@@ -63,6 +69,10 @@ pub struct EngineConfig {
     /// 1 MB/s), while it also caps one peer's rate at `w × 16 KiB / RTT` (5 MB/s for 32 at
     /// 100 ms). See [`DEFAULT_PEER_REQUEST_WINDOW`] for how the default was chosen.
     pub peer_request_window: usize,
+    /// Most files of one torrent kept open at once. Files are opened on first use and the
+    /// least recently used is closed beyond this, so a torrent with thousands of files works
+    /// under a low open-file limit (`ulimit -n`).
+    pub max_open_files_per_torrent: usize,
 }
 
 /// The default of [`EngineConfig::peer_request_window`], measured with `kino-bench` on three
@@ -71,6 +81,12 @@ pub struct EngineConfig {
 /// at 1.5-1.9x the physical limit from four slow seeders; 16 and below cap one distant fast
 /// seeder far below its uplink.
 pub const DEFAULT_PEER_REQUEST_WINDOW: usize = 32;
+
+/// The default of [`EngineConfig::stream_idle_timeout`]: long enough for a player's pause
+/// between reads (browsers stop reading once their buffer is full, for up to tens of seconds),
+/// short enough that abandoned connections free their slots well before new readers give up
+/// waiting for one ([`EngineConfig::stream_slot_wait`]: 20 s).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Blocking-I/O permits kept free of streams, for disk writes and uploads.
 pub const RESERVED_IO_PERMITS: usize = 8;
@@ -88,8 +104,10 @@ impl EngineConfig {
             max_streams: 32,
             metadata_timeout: Duration::from_secs(60),
             stream_slot_wait: Duration::from_secs(20),
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             readahead_secs: 60,
             peer_request_window: DEFAULT_PEER_REQUEST_WINDOW,
+            max_open_files_per_torrent: crate::storage::DEFAULT_MAX_OPEN_FILES,
         }
     }
 }

@@ -29,21 +29,10 @@ use crate::EngineError;
 use crate::names;
 use crate::source::TorrentInfo;
 
-/// Smallest piece length Kino chooses.
-pub const MIN_PIECE_LENGTH: u32 = 256 * 1024;
-/// Largest piece length Kino chooses.
-pub const MAX_PIECE_LENGTH: u32 = 4 * 1024 * 1024;
-/// Pieces Kino aims to stay under.
-pub const TARGET_MAX_PIECES: u64 = 8192;
-
-/// The piece length Kino uses for a torrent of `total_len` bytes (see the module docs).
-pub fn streaming_piece_length(total_len: u64) -> u32 {
-    let mut len = MIN_PIECE_LENGTH;
-    while len < MAX_PIECE_LENGTH && total_len.div_ceil(len as u64) > TARGET_MAX_PIECES {
-        len *= 2;
-    }
-    len
-}
+// The rule lives in kino-core (no I/O, so the benchmark uses the same one); re-exported here.
+pub use kino_core::piece::{
+    MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, TARGET_MAX_PIECES, streaming_piece_length,
+};
 
 /// A torrent made by [`create_torrent`].
 #[derive(Debug, Clone)]
@@ -254,12 +243,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn piece_length_grows_with_size() {
-        assert_eq!(streaming_piece_length(30 << 20), 256 * 1024);
-        assert_eq!(streaming_piece_length(700 << 20), 256 * 1024);
-        assert_eq!(streaming_piece_length(2 << 30), 256 * 1024);
+    fn create_keeps_exporting_the_piece_length_rule() {
+        // `kino_engine::create::streaming_piece_length` is public API; the rule is kino-core's.
         assert_eq!(streaming_piece_length(4 << 30), 512 * 1024);
-        assert_eq!(streaming_piece_length(100 << 30), MAX_PIECE_LENGTH);
+        assert_eq!(
+            streaming_piece_length(100 << 30),
+            kino_core::piece::streaming_piece_length(100 << 30)
+        );
+        assert_eq!((MIN_PIECE_LENGTH, MAX_PIECE_LENGTH), (256 << 10, 4 << 20));
+        assert_eq!(TARGET_MAX_PIECES, 8192);
     }
 
     #[test]

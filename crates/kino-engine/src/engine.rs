@@ -4,11 +4,26 @@
 //! - Every torrent the engine manages is in `torrents` and in the database; a cache torrent's
 //!   files live in `media/<infohash>/` and nowhere else.
 //! - A torrent with an open stream or a live [`PlayGuard`] is never evicted; one with an open
-//!   stream is never paused by the ratio limit.
+//!   stream is never paused by the ratio limit. Pinning and the eviction's "in use?" check
+//!   both happen under the `torrents` lock, so neither can slip between the other's steps.
+//! - [`Engine::add_for_playing`] holds `evicting` from adding to pinning: no eviction runs
+//!   between the two, so a film larger than the whole cache is never evicted on arrival.
+//! - The most recently used cache torrent (watched or added last) is never evicted: a film
+//!   larger than the cache limit stays until the user watches something else.
 //! - Stream slots (`max_streams`) are always fewer than librqbit's blocking-I/O permits, by
 //!   [`RESERVED_IO_PERMITS`]: open streams cannot stop disk writes or uploads.
 //! - Every background task is spawned on `tasks` with the engine's cancellation token;
 //!   [`Engine::shutdown`] cancels, waits for all of them, and stops the session.
+//! - Every torrent is stored through Kino's own [`TorrentFiles`] (never librqbit's default
+//!   storage). The user's own files (`Placement::SeedFrom`, and a seeded torrent resumed at
+//!   start) are read-only: they are verified piece by piece before seeding, and a torrent
+//!   whose data does not all match is not seeded. A download into the user's folder writes
+//!   only when nothing of it exists yet, when the database records this torrent downloading
+//!   there, when what exists already verifies fully, or when the user said to replace it.
+//! - A failed add leaves nothing behind: the torrent leaves the session and every file or
+//!   folder its storage created is removed.
+//! - A torrent whose write failed for lack of space is "disk full" (its storage says so) until
+//!   the policy task sees room again and restarts it; readers waiting on it get an error.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kino_core::Report;
 use kino_media::{IndexLocator, MediaInfo, Step};
 use kino_store::{Store, TorrentKind, TorrentRecord, now_unix};
 use librqbit::api::{Api, TorrentIdOrHash};
@@ -37,7 +53,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::EngineError;
 use crate::config::{EngineConfig, RESERVED_IO_PERMITS};
 use crate::source::{TorrentInfo, TorrentSource, infohash_hex};
+use crate::storage::rqbit::KinoStorageFactory;
+use crate::storage::{Access, FileSpec, StorageError, TorrentFiles};
+use librqbit::storage::StorageFactoryExt;
 
+// Pieces that failed verification (librqbit keeps no count of them).
+mod rejected;
 // User controls over sharing (the web app's Sharing page).
 mod sharing;
 use crate::stream::{KinoStream, StreamRegistration};
@@ -48,6 +69,9 @@ pub const POLICY_INTERVAL: Duration = Duration::from_secs(2);
 pub const LIBRQBIT_STREAM_WINDOW: u64 = 32 * 1024 * 1024;
 /// Largest index (moov / Cues) Kino prefetches.
 const MAX_INDEX_PREFETCH: u64 = 64 * 1024 * 1024;
+/// Free space a torrent stopped by a full disk needs before it is restarted (at least two of
+/// its pieces).
+const DISK_FULL_RESUME_ROOM: u64 = 1024 * 1024;
 
 /// Where a torrent's files go, and who owns them.
 #[derive(Debug, Clone)]
@@ -56,8 +80,57 @@ pub enum Placement {
     Cache,
     /// Seed the user's files in place: the folder holding the torrent's content.
     SeedFrom(PathBuf),
-    /// Download into a folder the user chose (`kino fetch -o DIR`): never evicted.
+    /// Download into a folder the user chose (`kino fetch -o DIR`): never evicted. A file of
+    /// the torrent that already exists there is never overwritten, unless it already holds the
+    /// torrent's data (it is then used as is) or this engine was downloading the torrent there.
     Download(PathBuf),
+    /// Like [`Placement::Download`], but replacing whatever files with the torrent's names are
+    /// in the folder (`kino fetch --overwrite`).
+    Replace(PathBuf),
+}
+
+/// How a torrent's files may be used, decided from its placement and the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Write freely: Kino's cache, a download Kino recorded into this folder, or the user's
+    /// consent to replace what is there.
+    Write,
+    /// The user's own files: read-only, and seeded only if every piece matches; otherwise
+    /// the add is refused.
+    Seed,
+    /// A seeded torrent resumed at start: read-only and verified like [`Plan::Seed`], but in
+    /// the background; one that does not match is dropped with a warning.
+    SeedInBackground,
+    /// A new download into the user's folder: files already there must hold the torrent's
+    /// data, or the add is refused.
+    Download,
+}
+
+/// Something that keeps a torrent from making progress, for status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A write failed for lack of space: the download waits until there is room again (the
+    /// policy task checks every [`POLICY_INTERVAL`]).
+    DiskFull,
+}
+
+impl Problem {
+    /// A stable code for APIs (`"disk_full"`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Problem::DiskFull => "disk_full",
+        }
+    }
+
+    /// What to tell the user, in one line.
+    pub fn message(self) -> &'static str {
+        match self {
+            Problem::DiskFull => {
+                "disk full: free some space (or lower the cache limit); the download resumes by itself"
+            }
+        }
+    }
 }
 
 /// Options for [`Engine::add`].
@@ -81,6 +154,8 @@ impl Default for AddOptions {
 pub(crate) struct Entry {
     pub(crate) info: TorrentInfo,
     pub(crate) handle: Arc<ManagedTorrent>,
+    /// The torrent's files (shared with librqbit's storage adapter).
+    pub(crate) files: Arc<TorrentFiles>,
     pub(crate) open_streams: AtomicUsize,
     pins: AtomicUsize,
     /// Reader positions by stream id: (file index, byte position in file).
@@ -105,6 +180,8 @@ struct Inner {
     media_dir: PathBuf,
     stream_slots: Arc<Semaphore>,
     torrents: Mutex<HashMap<Id20, Arc<Entry>>>,
+    /// Held while evicting, and by [`Engine::add_for_playing`] from add to pin.
+    evicting: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     _lock: File,
@@ -131,13 +208,23 @@ impl Torrent {
     pub fn infohash(&self) -> Id20 {
         self.entry.info.infohash
     }
-    /// Waits until every selected piece is downloaded and verified.
+    /// Waits until every selected piece is downloaded and verified. A full disk ends the wait
+    /// with [`EngineError::DiskFull`].
     pub async fn wait_until_completed(&self) -> Result<(), EngineError> {
-        self.entry
-            .handle
-            .wait_until_completed()
-            .await
-            .map_err(|e| EngineError::session("download failed", e))
+        let files = &self.entry.files;
+        let result = tokio::select! {
+            r = self.entry.handle.wait_until_completed() => r,
+            _ = wait_disk_full(files) => Err(anyhow::anyhow!("disk full")),
+        };
+        result.map_err(|e| {
+            if files.is_disk_full() {
+                EngineError::DiskFull {
+                    dir: files.root().to_path_buf(),
+                }
+            } else {
+                EngineError::session("download failed", e)
+            }
+        })
     }
     /// Whether all pieces are verified.
     pub fn is_finished(&self) -> bool {
@@ -148,6 +235,52 @@ impl Torrent {
 /// Keeps a torrent from being evicted while a player is on it.
 pub struct PlayGuard {
     entry: Arc<Entry>,
+    over_cache_limit: Option<CacheOverflow>,
+}
+
+impl PlayGuard {
+    /// Set when this film alone is larger than the cache limit: it plays all the same, and
+    /// is the first to be evicted once something else is watched.
+    pub fn over_cache_limit(&self) -> Option<CacheOverflow> {
+        self.over_cache_limit
+    }
+}
+
+/// A film in the cache that is larger than the whole cache limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOverflow {
+    /// The film's size in bytes.
+    pub film_bytes: u64,
+    /// The cache limit in bytes.
+    pub limit_bytes: u64,
+}
+
+impl std::fmt::Display for CacheOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this film ({}) is larger than the cache limit ({}): it plays, and is evicted \
+             first when you watch something else",
+            human_bytes(self.film_bytes),
+            human_bytes(self.limit_bytes)
+        )
+    }
+}
+
+/// Bytes as `1.5 GiB` (the CLI's format).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 impl Drop for PlayGuard {
@@ -175,6 +308,11 @@ pub struct TransferStatus {
     pub finished: bool,
     /// Whether it is uploading (sharing on, not stopped).
     pub sharing: bool,
+    /// Pieces peers sent that failed verification (a lower bound: see `engine/rejected.rs`).
+    /// Their bytes never reach a reader; the pieces are fetched again.
+    pub rejected_pieces: u64,
+    /// What keeps it from making progress, if anything (shown instead of peer counts).
+    pub problem: Option<Problem>,
 }
 
 /// What a player has ahead of it.
@@ -265,6 +403,7 @@ impl Engine {
                 media_dir,
                 stream_slots: Arc::new(Semaphore::new(max_streams)),
                 torrents: Mutex::new(HashMap::new()),
+                evicting: tokio::sync::Mutex::new(()),
                 cancel,
                 tasks: TaskTracker::new(),
                 config,
@@ -388,9 +527,43 @@ impl Engine {
         opts: AddOptions,
         max_total_bytes: Option<u64>,
     ) -> Result<Torrent, EngineError> {
+        Ok(self
+            .add_inner(source, opts, max_total_bytes, false)
+            .await?
+            .0)
+    }
+
+    /// [`Engine::add`] for a player: the torrent comes back already pinned by a
+    /// [`PlayGuard`], which was taken before the cache limit is enforced, so a film larger
+    /// than the whole cache still plays ([`PlayGuard::over_cache_limit`] says so).
+    pub async fn add_for_playing(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+    ) -> Result<(Torrent, PlayGuard), EngineError> {
+        let (torrent, guard) = self.add_inner(source, opts, None, true).await?;
+        let guard = guard.ok_or_else(|| EngineError::Session("the film was not pinned".into()))?;
+        Ok((torrent, guard))
+    }
+
+    async fn add_inner(
+        &self,
+        source: &TorrentSource,
+        opts: AddOptions,
+        max_total_bytes: Option<u64>,
+        play: bool,
+    ) -> Result<(Torrent, Option<PlayGuard>), EngineError> {
+        // Playing: no eviction may run between finding (or adding) the torrent and pinning it.
+        let evicting = if play {
+            Some(self.inner.evicting.lock().await)
+        } else {
+            None
+        };
         if let Some(entry) = self.entry(&source.infohash()) {
-            return Ok(Torrent { entry });
+            let guard = self.pin_if(play, &entry)?;
+            return Ok((Torrent { entry }, guard));
         }
+        drop(evicting);
         let (info, mut seen) = self.resolve(source, &opts.peers).await?;
         if let Some(max) = max_total_bytes
             && info.total_len > max
@@ -402,24 +575,65 @@ impl Engine {
         }
         let hex = infohash_hex(&info.infohash);
         let known = self.inner.store.torrent(&hex)?;
-        let (kind, output_dir) = match &opts.placement {
-            // Files Kino already has (a cache entry, a fetched or seeded copy) are reused.
-            Placement::Cache if known.is_some() => known
-                .map(|r| (r.kind, r.output_dir))
-                .unwrap_or((TorrentKind::Cache, self.inner.media_dir.join(&hex))),
-            Placement::Cache => (TorrentKind::Cache, self.inner.media_dir.join(&hex)),
-            Placement::SeedFrom(root) => (TorrentKind::Seed, root.clone()),
-            Placement::Download(dir) if info.single_file => (TorrentKind::Seed, dir.clone()),
-            Placement::Download(dir) => (TorrentKind::Seed, dir.join(&info.name)),
+        let cache_dir = self.inner.media_dir.join(&hex);
+        let (kind, output_dir, plan) = match &opts.placement {
+            // Files Kino already has (a cache entry, a fetched or seeded copy) are reused; a
+            // fetched or seeded copy is the user's, so only read, and only if it still matches.
+            Placement::Cache => match known {
+                Some(r) if r.kind == TorrentKind::Seed => (r.kind, r.output_dir, Plan::Seed),
+                Some(r) => (r.kind, r.output_dir, Plan::Write),
+                None => (TorrentKind::Cache, cache_dir.clone(), Plan::Write),
+            },
+            Placement::SeedFrom(root) => (TorrentKind::Seed, root.clone(), Plan::Seed),
+            Placement::Download(dir) | Placement::Replace(dir) => {
+                let out = if info.single_file {
+                    dir.clone()
+                } else {
+                    dir.join(&info.name)
+                };
+                let ours = known.is_some_and(|r| r.output_dir == out);
+                let replace = matches!(opts.placement, Placement::Replace(_));
+                let plan = if ours || replace {
+                    Plan::Write
+                } else {
+                    Plan::Download
+                };
+                (TorrentKind::Seed, out, plan)
+            }
         };
         seen.extend(opts.peers.iter().copied());
         seen.sort();
         seen.dedup();
-        let entry = self
-            .add_resolved(info, kind, output_dir, seen, false)
-            .await?;
+        let evicting = if play {
+            Some(self.inner.evicting.lock().await)
+        } else {
+            None
+        };
+        let reused_users_copy = matches!(opts.placement, Placement::Cache) && plan == Plan::Seed;
+        let entry = match self
+            .add_resolved(info.clone(), kind, output_dir, seen.clone(), plan)
+            .await
+        {
+            // The user's copy changed since: play from a fresh cache copy, leaving it alone.
+            Err(EngineError::DataMismatch { dir, .. }) if reused_users_copy => {
+                warn!(dir = %dir.display(), "the files Kino had for this torrent changed; downloading it into the cache");
+                self.add_resolved(info, TorrentKind::Cache, cache_dir, seen, Plan::Write)
+                    .await?
+            }
+            r => r?,
+        };
+        let guard = self.pin_if(play, &entry)?;
+        drop(evicting);
         self.enforce_cache_limit().await?;
-        Ok(Torrent { entry })
+        Ok((Torrent { entry }, guard))
+    }
+
+    fn pin_if(&self, play: bool, entry: &Arc<Entry>) -> Result<Option<PlayGuard>, EngineError> {
+        if play {
+            self.play_guard(&entry.info.infohash).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Seeds a torrent made by [`crate::create::create_torrent`] from its files in place, and
@@ -484,25 +698,62 @@ impl Engine {
         Ok((torrent, content))
     }
 
+    /// Adds a resolved torrent to the session over Kino's own storage, per `plan` (see
+    /// [`Plan`]), and records it. On any failure the torrent leaves the session and nothing
+    /// its storage created is left behind.
     async fn add_resolved(
         &self,
         info: TorrentInfo,
         kind: TorrentKind,
         output_dir: PathBuf,
         peers: Vec<SocketAddr>,
-        paused: bool,
+        plan: Plan,
     ) -> Result<Arc<Entry>, EngineError> {
-        let hex = infohash_hex(&info.infohash);
-        std::fs::create_dir_all(&output_dir)
-            .map_err(|e| EngineError::io(format!("cannot create {}", output_dir.display()), e))?;
+        let access = match plan {
+            Plan::Write => Access::ReadWrite,
+            Plan::Seed | Plan::SeedInBackground | Plan::Download => Access::ReadOnly,
+        };
+        let files = TorrentFiles::new(
+            &output_dir,
+            info.files.iter().map(|f| FileSpec {
+                path: f.path.clone(),
+                len: f.len,
+                padding: f.padding,
+            }),
+            access,
+            self.inner.config.max_open_files_per_torrent,
+        )
+        .map_err(|e| match e {
+            StorageError::Name { .. } => {
+                EngineError::invalid(format!("refused torrent: {}", Report(&e)))
+            }
+            e => EngineError::Session(Report(&e).to_string()),
+        })?;
+        let files = Arc::new(files);
+        // What must be checked before anything is written or seeded.
+        let check = match plan {
+            Plan::Write => None,
+            Plan::Seed | Plan::SeedInBackground => Some(None),
+            Plan::Download => match files.first_existing() {
+                Some(existing) => Some(Some(existing)),
+                None => {
+                    // Nothing of it is there yet: nothing can be overwritten.
+                    files.allow_writes();
+                    None
+                }
+            },
+        };
         let output = output_dir.to_str().ok_or_else(|| {
             EngineError::invalid(format!("{} is not valid UTF-8", output_dir.display()))
         })?;
         let add_opts = AddTorrentOptions {
-            paused,
+            // A torrent to check starts paused: librqbit's initial check hashes what is there
+            // through the read-only storage, and it goes live only if that is all right.
+            paused: check.is_some(),
             overwrite: true,
             output_folder: Some(output.to_owned()),
             initial_peers: (!peers.is_empty()).then_some(peers),
+            storage_factory: Some(KinoStorageFactory::new(files.clone()).boxed()),
             ..Default::default()
         };
         let resp = self
@@ -513,20 +764,162 @@ impl Engine {
                 Some(add_opts),
             )
             .await
-            .map_err(|e| EngineError::session("cannot add torrent", e))?;
+            .map_err(|e| {
+                files.remove_created();
+                EngineError::session("cannot add torrent", e)
+            })?;
         let handle = match resp {
-            AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
+            AddTorrentResponse::Added(_, h) => h,
+            // Added meanwhile by another caller: use theirs.
+            AddTorrentResponse::AlreadyManaged(_, h) => match self.entry(&info.infohash) {
+                Some(entry) => return Ok(entry),
+                None => h,
+            },
             AddTorrentResponse::ListOnly(_) => {
                 return Err(EngineError::Session("torrent was not added".into()));
             }
         };
+        let ih = info.infohash;
+        let name = info.name.clone();
+        let entry = Arc::new(Entry {
+            info,
+            handle,
+            files: files.clone(),
+            open_streams: AtomicUsize::new(0),
+            pins: AtomicUsize::new(0),
+            positions: Mutex::new(HashMap::new()),
+            media: Mutex::new(HashMap::new()),
+            counted: Mutex::new((0, 0)),
+            next_stream_id: AtomicU64::new(0),
+        });
+        let checked = match check {
+            Some(existing) if plan != Plan::SeedInBackground => {
+                self.check_existing(&entry, existing).await
+            }
+            _ => Ok(()),
+        };
+        let recorded = checked.and_then(|()| self.record(&entry, kind, &output_dir));
+        if let Err(e) = recorded {
+            self.discard(&ih, &files).await;
+            return Err(e);
+        }
+        let entry = lock(&self.inner.torrents)
+            .entry(ih)
+            .or_insert(entry)
+            .clone();
+        if plan == Plan::SeedInBackground {
+            self.spawn_background_check(entry.clone());
+        }
+        debug!(%name, "torrent added");
+        Ok(entry)
+    }
+
+    /// Waits for librqbit's initial check of a paused torrent (read-only storage) and starts it
+    /// if every piece matched. `existing` names the file a download would overwrite; without
+    /// it, the data is the user's to seed from.
+    async fn check_existing(
+        &self,
+        entry: &Entry,
+        existing: Option<PathBuf>,
+    ) -> Result<(), EngineError> {
+        let (matching, pieces) = self.verified_pieces(entry).await?;
+        if matching < pieces {
+            return Err(match existing {
+                Some(path) => EngineError::WouldOverwrite {
+                    path,
+                    matching,
+                    pieces,
+                },
+                None => EngineError::DataMismatch {
+                    dir: entry.files.root().to_path_buf(),
+                    torrent: entry.info.name.clone(),
+                    matching,
+                    pieces,
+                },
+            });
+        }
+        if existing.is_some() {
+            // The files there are this torrent's own: it may write (no piece is missing, but
+            // an empty file of the torrent has no piece to prove it, so make it now).
+            entry.files.allow_writes();
+            for (index, f) in entry.info.files.iter().enumerate() {
+                if f.len == 0 && !f.padding {
+                    entry.files.set_len(index, 0).map_err(|e| {
+                        EngineError::io(
+                            "cannot create an empty file of the torrent",
+                            std::io::Error::other(e),
+                        )
+                    })?;
+                }
+            }
+        }
+        self.inner
+            .session
+            .unpause(&entry.handle)
+            .await
+            .map_err(|e| EngineError::session("cannot start torrent", e))
+    }
+
+    /// (pieces whose SHA-1 matched, pieces) once librqbit's initial check is done.
+    async fn verified_pieces(&self, entry: &Entry) -> Result<(u64, u64), EngineError> {
+        tokio::select! {
+            r = entry.handle.wait_until_initialized() => {
+                r.map_err(|e| EngineError::session("cannot check the existing data", e))?
+            }
+            _ = self.inner.cancel.cancelled() => return Err(EngineError::ShuttingDown),
+        }
+        let (haves, pieces) = self
+            .inner
+            .api
+            .api_dump_haves(TorrentIdOrHash::Hash(entry.info.infohash))
+            .map_err(|e| EngineError::Session(format!("cannot read the check's result: {e}")))?;
+        Ok((haves.count_ones() as u64, pieces as u64))
+    }
+
+    /// Checks a resumed seed in the background: starts it if all its data matches, stops
+    /// managing it (the database keeps it) if not.
+    fn spawn_background_check(&self, entry: Arc<Entry>) {
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(
+            async move {
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                let r = tokio::select! {
+                    r = engine.check_existing(&entry, None) => r,
+                    _ = cancel.cancelled() => return,
+                };
+                if let Err(e) = r {
+                    warn!(name = %entry.info.name, error = %Report(&e), "not seeding");
+                    let ih = entry.info.infohash;
+                    let ours = lock(&engine.inner.torrents)
+                        .get(&ih)
+                        .is_some_and(|e| Arc::ptr_eq(e, &entry));
+                    if ours && !entry.in_use() {
+                        lock(&engine.inner.torrents).remove(&ih);
+                        engine.discard(&ih, &entry.files).await;
+                    }
+                }
+            }
+            .instrument(info_span!("seed_check")),
+        );
+    }
+
+    /// Saves a torrent's record (keeping what the database knew of its history).
+    fn record(
+        &self,
+        entry: &Entry,
+        kind: TorrentKind,
+        output_dir: &Path,
+    ) -> Result<(), EngineError> {
+        let hex = infohash_hex(&entry.info.infohash);
         let existing = self.inner.store.torrent(&hex)?;
         let record = TorrentRecord {
-            infohash: hex.clone(),
-            name: info.name.clone(),
-            metainfo: info.metainfo.to_vec(),
-            output_dir: output_dir.clone(),
-            total_bytes: info.total_len,
+            infohash: hex,
+            name: entry.info.name.clone(),
+            metainfo: entry.info.metainfo.to_vec(),
+            output_dir: output_dir.to_path_buf(),
+            total_bytes: entry.info.total_len,
             kind,
             added_at: existing.as_ref().map_or_else(now_unix, |r| r.added_at),
             last_watched_at: existing.as_ref().and_then(|r| r.last_watched_at),
@@ -535,25 +928,31 @@ impl Engine {
             share_stopped: false,
         };
         self.inner.store.upsert_torrent(&record)?;
-        let entry = Arc::new(Entry {
-            info,
-            handle,
-            open_streams: AtomicUsize::new(0),
-            pins: AtomicUsize::new(0),
-            positions: Mutex::new(HashMap::new()),
-            media: Mutex::new(HashMap::new()),
-            counted: Mutex::new((0, 0)),
-            next_stream_id: AtomicU64::new(0),
-        });
-        let mut map = lock(&self.inner.torrents);
-        let entry = map.entry(entry.info.infohash).or_insert(entry).clone();
-        debug!(name = %entry.info.name, "torrent added");
-        Ok(entry)
+        Ok(())
+    }
+
+    /// Takes a torrent out of the session after a failed add, and removes whatever its
+    /// storage created.
+    async fn discard(&self, ih: &Id20, files: &TorrentFiles) {
+        if let Err(e) = self
+            .inner
+            .session
+            .delete(TorrentIdOrHash::Hash(*ih), false)
+            .await
+        {
+            debug!(error = %format!("{e:#}"), "removing a refused torrent");
+        }
+        let removed = files.remove_created();
+        if removed > 0 {
+            debug!(removed, "removed what a failed add created");
+        }
     }
 
     /// Re-adds every torrent in the database whose sharing is not stopped, so they seed
     /// again (what `kino seed` and the long-running app do at start). Torrents whose files
-    /// are gone are skipped with a warning. Returns how many were resumed.
+    /// are gone are skipped with a warning. The user's own files (seeded or fetched torrents)
+    /// are verified in the background, read-only, and seeded only if they still match.
+    /// Returns how many were resumed.
     pub async fn resume_shared(&self) -> Result<usize, EngineError> {
         if !self.inner.config.share.enabled {
             return Ok(0);
@@ -576,11 +975,15 @@ impl Engine {
             let info = match TorrentInfo::from_bytes(Bytes::from(rec.metainfo.clone())) {
                 Ok(i) => i,
                 Err(e) => {
-                    warn!(name = %rec.name, error = %e, "stored metainfo is invalid; skipping");
+                    warn!(name = %rec.name, error = %Report(&e), "stored metainfo is invalid; skipping");
                     continue;
                 }
             };
-            self.add_resolved(info, rec.kind, rec.output_dir.clone(), Vec::new(), false)
+            let plan = match rec.kind {
+                TorrentKind::Cache => Plan::Write,
+                TorrentKind::Seed => Plan::SeedInBackground,
+            };
+            self.add_resolved(info, rec.kind, rec.output_dir.clone(), Vec::new(), plan)
                 .await?;
             n += 1;
         }
@@ -588,16 +991,36 @@ impl Engine {
     }
 
     /// Keeps a torrent from eviction while a player uses it, and records it as watched now.
-    /// (Ratio stop waits only for open streams to close.)
+    /// (Ratio stop waits only for open streams to close.) To add and pin in one step, use
+    /// [`Engine::add_for_playing`].
     pub fn play_guard(&self, ih: &Id20) -> Result<PlayGuard, EngineError> {
-        let entry = self
-            .entry(ih)
-            .ok_or_else(|| EngineError::NotFound("torrent not managed".into()))?;
-        entry.pins.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .store
-            .touch_watched(&infohash_hex(ih), now_unix())?;
-        Ok(PlayGuard { entry })
+        // Pinned under the map lock: eviction checks and removes under it too.
+        let entry = {
+            let map = lock(&self.inner.torrents);
+            let entry = map
+                .get(ih)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound("torrent not managed".into()))?;
+            entry.pins.fetch_add(1, Ordering::SeqCst);
+            entry
+        };
+        let mut guard = PlayGuard {
+            entry,
+            over_cache_limit: None,
+        };
+        let hex = infohash_hex(ih);
+        self.inner.store.touch_watched(&hex, now_unix())?;
+        if let Some(limit) = self.inner.config.share.cache_limit_bytes
+            && let Some(rec) = self.inner.store.torrent(&hex)?
+            && rec.kind == TorrentKind::Cache
+            && rec.total_bytes > limit
+        {
+            guard.over_cache_limit = Some(CacheOverflow {
+                film_bytes: rec.total_bytes,
+                limit_bytes: limit,
+            });
+        }
+        Ok(guard)
     }
 
     /// Opens a reader on one file. Waits up to `stream_slot_wait` for a free slot.
@@ -624,19 +1047,32 @@ impl Engine {
         file: usize,
         slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<KinoStream, EngineError> {
-        if entry.handle.is_paused() && !entry.handle.stats().finished {
+        if entry.files.is_disk_full() && !self.resume_after_disk_full(&entry).await {
+            return Err(EngineError::DiskFull {
+                dir: entry.files.root().to_path_buf(),
+            });
+        }
+        // A read-only torrent (the user's files, maybe still being checked) is never started
+        // to download: it could not store a piece. Paused, it still serves what it has.
+        if entry.handle.is_paused()
+            && !entry.handle.stats().finished
+            && entry.files.access() == Access::ReadWrite
+        {
             self.inner
                 .session
                 .unpause(&entry.handle)
                 .await
                 .map_err(|e| EngineError::session("cannot resume torrent", e))?;
         }
-        let inner = entry
-            .handle
-            .clone()
-            .stream(file)
-            .await
-            .map_err(|e| EngineError::session("cannot open stream", e))?;
+        let inner = entry.handle.clone().stream(file).await.map_err(|e| {
+            if entry.files.is_disk_full() {
+                EngineError::DiskFull {
+                    dir: entry.files.root().to_path_buf(),
+                }
+            } else {
+                EngineError::session("cannot open stream", e)
+            }
+        })?;
         self.inner
             .store
             .touch_watched(&infohash_hex(&entry.info.infohash), now_unix())?;
@@ -701,7 +1137,7 @@ impl Engine {
                     Ok(())
                 };
                 tokio::select! {
-                    r = work => if let Err(e) = r { debug!(error = %e, "index prefetch stopped") },
+                    r = work => if let Err(e) = r { debug!(error = %Report(&e), "index prefetch stopped") },
                     _ = cancel.cancelled() => {}
                 }
             }
@@ -794,6 +1230,8 @@ impl Engine {
             sharing: self.inner.config.share.enabled
                 && !stored.is_some_and(|r| r.share_stopped)
                 && !entry.handle.is_paused(),
+            rejected_pieces: rejected::rejected_pieces(&entry),
+            problem: entry.files.is_disk_full().then_some(Problem::DiskFull),
         })
     }
 
@@ -896,13 +1334,18 @@ impl Engine {
     }
 
     /// Evicts least-recently-watched cache torrents until the cache fits its limit. Never
-    /// evicts a torrent in use (open stream or play guard) or anything outside the cache.
+    /// evicts a torrent in use (open stream or play guard), the most recently used one (a
+    /// film larger than the limit stays until something else is watched), or anything outside
+    /// the cache.
     pub async fn enforce_cache_limit(&self) -> Result<(), EngineError> {
         let Some(limit) = self.inner.config.share.cache_limit_bytes else {
             return Ok(());
         };
-        let candidates = self.inner.store.eviction_candidates()?;
+        let _evicting = self.inner.evicting.lock().await;
+        let mut candidates = self.inner.store.eviction_candidates()?;
         let mut total: u64 = candidates.iter().map(|r| r.total_bytes).sum();
+        // The last in eviction order is the one watched (or added) most recently.
+        candidates.pop();
         for rec in candidates {
             if total <= limit {
                 break;
@@ -910,23 +1353,64 @@ impl Engine {
             let Ok(ih) = rec.infohash.parse::<Id20>() else {
                 continue;
             };
-            if let Some(entry) = self.entry(&ih) {
-                if entry.in_use() {
-                    continue;
+            let removed = {
+                let mut map = lock(&self.inner.torrents);
+                match map.get(&ih) {
+                    Some(entry) if entry.in_use() => continue,
+                    Some(_) => map.remove(&ih).is_some(),
+                    None => false,
                 }
-                lock(&self.inner.torrents).remove(&ih);
+            };
+            if removed {
                 self.inner
                     .session
                     .delete(TorrentIdOrHash::Hash(ih), false)
                     .await
                     .map_err(|e| EngineError::session("cannot remove torrent", e))?;
             }
-            self.remove_cache_dir(&rec.infohash)?;
+            let engine = self.clone();
+            let hex = rec.infohash.clone();
+            tokio::task::spawn_blocking(move || engine.remove_cache_dir(&hex))
+                .await
+                .map_err(|e| EngineError::Session(format!("cache eviction failed: {e}")))??;
             self.inner.store.remove_torrent(&rec.infohash)?;
             info!(name = %rec.name, bytes = rec.total_bytes, "evicted from cache");
             total = total.saturating_sub(rec.total_bytes);
         }
         Ok(())
+    }
+
+    /// Restarts every torrent stopped by a full disk that has room again.
+    async fn resume_disk_full(&self) {
+        let stopped: Vec<Arc<Entry>> = lock(&self.inner.torrents)
+            .values()
+            .filter(|e| e.files.is_disk_full())
+            .cloned()
+            .collect();
+        for entry in stopped {
+            self.resume_after_disk_full(&entry).await;
+        }
+    }
+
+    /// Restarts one torrent stopped by a full disk if the file system has room for a couple of
+    /// its pieces again (or cannot say). Returns whether it was restarted.
+    async fn resume_after_disk_full(&self, entry: &Entry) -> bool {
+        let room = (entry.info.piece_length as u64)
+            .saturating_mul(2)
+            .max(DISK_FULL_RESUME_ROOM);
+        if entry.files.free_space().is_some_and(|free| free < room) {
+            return false;
+        }
+        info!(name = %entry.info.name, "there is room on the disk again; resuming");
+        entry.files.clear_disk_full();
+        let failed = entry
+            .handle
+            .with_state(|s| matches!(s, librqbit::ManagedTorrentState::Error(_)));
+        if failed && let Err(e) = self.inner.session.unpause(&entry.handle).await {
+            warn!(name = %entry.info.name, error = %format!("{e:#}"), "cannot resume after a full disk");
+            return false;
+        }
+        true
     }
 
     /// Deletes `media/<infohash>` (and nothing else: the name is checked to be a plain
@@ -963,8 +1447,11 @@ impl Engine {
                     let Some(inner) = weak.upgrade() else { return };
                     let engine = Engine { inner };
                     if let Err(e) = engine.enforce_share_policy().await {
-                        warn!(error = %e, "share policy");
+                        warn!(error = %Report(&e), "share policy");
                     }
+                    // After the cache limit may have evicted something: room for a torrent
+                    // stopped by a full disk?
+                    engine.resume_disk_full().await;
                 }
             }
             .instrument(info_span!("share_policy")),
@@ -975,7 +1462,7 @@ impl Engine {
     /// session. Open streams end with an error.
     pub async fn shutdown(&self) {
         if let Err(e) = self.enforce_share_policy().await {
-            warn!(error = %e, "saving totals at shutdown");
+            warn!(error = %Report(&e), "saving totals at shutdown");
         }
         self.inner.cancel.cancel();
         self.inner.tasks.close();
@@ -1039,6 +1526,22 @@ async fn drain_at(stream: &mut KinoStream, offset: u64, len: u64) -> Result<(), 
         .await
         .map_err(|e| EngineError::io("read", e))?;
     Ok(())
+}
+
+/// Completes once `files` is marked disk-full (at once if it is now). Never completes
+/// otherwise: the caller selects it against the work it guards.
+pub(crate) async fn wait_disk_full(files: &TorrentFiles) {
+    // Each turn waits for a cancellation, which only comes with a full disk.
+    loop {
+        let signal = files.disk_full_signal();
+        if files.is_disk_full() {
+            return;
+        }
+        signal.cancelled().await;
+        if files.is_disk_full() {
+            return;
+        }
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (no invariant here spans a panic).

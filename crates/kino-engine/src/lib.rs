@@ -3,9 +3,14 @@
 //! One [`Engine`] owns a librqbit session and adds what a streaming product needs on top:
 //!
 //! - [`source`]: strict parsing of what a user hands Kino (magnet, infohash, `.torrent`), and
-//!   validation of every file name before anything touches the disk ([`names`]).
+//!   validation of every file name before anything touches the disk ([`names`]); every
+//!   `.torrent` passes Kino's strict [`bencode`] decoder before librqbit reads it.
 //! - [`Engine::add`]: resolve metadata (from the database, the source, or the swarm with a
-//!   timeout), then download into the cache folder, the user's folder, or seed in place.
+//!   timeout), then download into the cache folder, the user's folder, or seed in place. The
+//!   user's own files are only ever read: seeding verifies them first and refuses data that is
+//!   not the torrent's, and a download never overwrites an unrelated file unless told to.
+//! - [`storage`]: Kino's own storage of torrent data (lazily opened files in a bounded set of
+//!   handles, read-only mode, files created only when written, "disk full" as a typed state).
 //! - [`Engine::open_stream`]: a [`KinoStream`] per reader, from a bounded pool of stream slots
 //!   sized so that open streams never starve librqbit's disk writes and uploads.
 //! - [`Engine::prepare_playback`]: fetch the container's index early by parking a stream on it
@@ -28,18 +33,22 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bencode;
 pub mod config;
 pub mod create;
 mod engine;
 mod error;
 pub mod names;
 pub mod source;
+pub mod storage;
 mod stream;
 
-pub use config::{DEFAULT_PEER_REQUEST_WINDOW, EngineConfig, SharePolicy};
+pub use config::{
+    DEFAULT_PEER_REQUEST_WINDOW, DEFAULT_STREAM_IDLE_TIMEOUT, EngineConfig, SharePolicy,
+};
 pub use engine::{
-    AddOptions, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus, Torrent,
-    TransferStatus,
+    AddOptions, CacheOverflow, Engine, POLICY_INTERVAL, Placement, PlayGuard, PlaybackStatus,
+    Problem, Torrent, TransferStatus,
 };
 pub use error::EngineError;
 pub use kino_media::MediaInfo;

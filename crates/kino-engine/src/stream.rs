@@ -6,7 +6,13 @@
 //! slot from the engine's bounded pool (so streams cannot take every blocking-I/O permit and
 //! stop the download), and a registration that tells the engine where readers are (for the
 //! buffered-ahead figure) and that the torrent is in use (never evicted or paused).
+//!
+//! A reader waiting for a piece that cannot be stored (the torrent's disk is full) does not
+//! wait forever: it is woken when the storage reports the full disk and ends with an
+//! `ErrorKind::StorageFull` error, so an HTTP response ends with an error instead of
+//! stalling. What is already on disk still reads.
 
+use std::future::Future;
 use std::io::SeekFrom;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::engine::{Entry, lock};
 
@@ -63,6 +70,8 @@ pub struct KinoStream {
     len: u64,
     position: u64,
     reg: StreamRegistration,
+    /// Wakes a pending read when the disk becomes full.
+    disk_full: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -78,6 +87,7 @@ impl KinoStream {
             len,
             position: 0,
             reg,
+            disk_full: None,
             _slot: slot,
         }
     }
@@ -97,6 +107,29 @@ impl KinoStream {
         self.position
     }
 
+    /// The error a read gets when the piece it waits for cannot be stored, if the disk is
+    /// full now; otherwise registers the task to be woken when it becomes full.
+    fn poll_disk_full(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        let files = &self.reg.entry.files;
+        // Turn 1 may find the signal of a full disk that was cleared since; turn 2 waits on
+        // the fresh one.
+        for _ in 0..2 {
+            if files.is_disk_full() {
+                return Some(disk_full_error(files.root()));
+            }
+            let wait = self
+                .disk_full
+                .get_or_insert_with(|| Box::pin(files.disk_full_signal().cancelled_owned()));
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(()) => self.disk_full = None,
+            }
+        }
+        // Signals flipped under us twice: look again soon rather than sleep unwoken.
+        cx.waker().wake_by_ref();
+        None
+    }
+
     /// A background stream (index prefetch) does not count as a player's position.
     pub(crate) fn set_background(&mut self, background: bool) {
         self.reg.background = background;
@@ -114,12 +147,22 @@ impl AsyncRead for KinoStream {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            this.position += (buf.filled().len() - before) as u64;
-            this.reg.set_position(this.position);
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.position += (buf.filled().len() - before) as u64;
+                this.reg.set_position(this.position);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match this.poll_disk_full(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            // A torrent stopped by a full disk makes librqbit's reads fail: say why.
+            Poll::Ready(Err(_)) if this.reg.entry.files.is_disk_full() => {
+                Poll::Ready(Err(disk_full_error(this.reg.entry.files.root())))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
-        r
     }
 }
 
@@ -138,4 +181,14 @@ impl AsyncSeek for KinoStream {
         }
         r
     }
+}
+
+fn disk_full_error(dir: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        format!(
+            "disk full: the piece cannot be stored in {} (free some space; the download resumes by itself)",
+            dir.display()
+        ),
+    )
 }

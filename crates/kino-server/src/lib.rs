@@ -5,9 +5,14 @@
 //! `Accept-Ranges`, `Content-Length` and a `Content-Type` from the file name. Each response
 //! body is a [`kino_engine::KinoStream`]: it waits only for the piece under its position, and
 //! its position steers what the engine downloads next, so a player's seek re-aims the download.
+//! A response whose reader asks for nothing during `stream_idle_timeout` releases its stream
+//! slot and ends ([`kino_engine::EngineConfig::stream_idle_timeout`]).
 //!
 //! The server binds 127.0.0.1 by default and refuses requests whose `Host` is not a loopback
-//! name (DNS rebinding). Errors are JSON `{error, message}` with a fitting status code.
+//! name with the port it is bound to (DNS rebinding); [`Server::bind`] hands the bound address
+//! to every request. Every answer carries the security headers of [`security`], and every
+//! error, unknown paths (404) and wrong methods (405) included, is JSON `{error, message}`
+//! with a fitting status code.
 //!
 //! [`WebApp`] adds the user-facing app on the same server: the embedded single page (`/`,
 //! `/assets/…`, from the `web/` folder), the JSON API under `/api/` ([`api`]), subtitles as
@@ -18,6 +23,7 @@
 
 mod api;
 pub mod codecs;
+mod idle;
 mod range;
 pub mod security;
 pub mod settings;
@@ -26,13 +32,13 @@ pub mod web;
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use kino_engine::{Engine, EngineError, parse_infohash};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
@@ -67,15 +73,26 @@ impl From<EngineError> for ApiError {
             EngineError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(status, code, kino_core::Report(&e).to_string())
     }
+}
+
+/// The body of every error answer.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -85,16 +102,51 @@ struct AppState {
     engine: Engine,
 }
 
-/// The router: stream routes plus the Host check. Later features (API, web app) merge theirs.
-pub fn router(engine: Engine) -> Router {
+/// The address the server is bound to, which [`Server::bind`] puts into every request: the
+/// Host and Origin checks compare ports with it, and player URLs are built from it (never
+/// from the request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoundAddr(pub(crate) SocketAddr);
+
+/// The stream routes, without the layers of [`protect`].
+fn stream_routes(engine: Engine) -> Router {
     Router::new()
         .route(
             "/stream/{infohash}/{file}",
             get(stream_file).head(stream_file),
         )
         .route("/health", get(|| async { "ok" }))
-        .layer(middleware::from_fn(require_loopback_host))
         .with_state(AppState { engine })
+}
+
+/// What every route gets, whatever router it came from: JSON `{error, message}` for unknown
+/// paths (404) and wrong methods (405), the Host check, and the security headers on every
+/// answer (refusals included).
+fn protect(routes: Router) -> Router {
+    routes
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(require_loopback_host))
+        .layer(middleware::from_fn(security::security_headers))
+}
+
+async fn unknown_path() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such page")
+}
+
+async fn wrong_method(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    )
+}
+
+/// The router: stream routes plus the Host check, JSON errors and security headers. Serve it
+/// with [`Server::bind`]: requests carry the bound address only there, and without it every
+/// request is refused.
+pub fn router(engine: Engine) -> Router {
+    protect(stream_routes(engine))
 }
 
 /// What the web app needs besides the engine.
@@ -108,14 +160,26 @@ pub struct AppOptions {
     /// Catalog sync, for subscribing and refreshing from the Publishers page (`None`: the
     /// page can still list and unsubscribe; new subscriptions are fetched by the next refresh).
     pub sync: Option<kino_catalog::sync::CatalogSync>,
-    /// Saves a new data folder for the next start (the binary writes its config file); `None`
-    /// when there is nowhere to save it.
-    pub data_dir_setter: Option<DataDirSetter>,
+    /// Where a data folder chosen on the Settings page is saved.
+    pub data_dir: DataDirSaving,
 }
 
 /// Saves the data folder the user chose; returns a message for people, or why it failed.
 pub type DataDirSetter =
     std::sync::Arc<dyn Fn(&std::path::Path) -> Result<String, String> + Send + Sync>;
+
+/// Where `PUT /api/settings/data-dir` saves the data folder the user chose (after checking
+/// that it is a usable folder: [`settings::check_data_dir`]).
+#[derive(Clone, Default)]
+pub enum DataDirSaving {
+    /// Nowhere: there is no config file; the answer (400) says to use `--data-dir`.
+    #[default]
+    Nowhere,
+    /// With this function (the binary writes its config file).
+    Setter(DataDirSetter),
+    /// Refused with 409: this is `kino demo`, which never changes the user's settings.
+    Demo,
+}
 
 /// The web app: stream routes, the embedded pages and the JSON API on one router.
 pub struct WebApp {
@@ -139,7 +203,7 @@ impl WebApp {
             engine: engine.clone(),
             peers: std::sync::Arc::new(opts.peers),
             sync: opts.sync,
-            data_dir_setter: opts.data_dir_setter,
+            data_dir: opts.data_dir,
             prepared: Default::default(),
             tasks: tasks.clone(),
             cancel: cancel.clone(),
@@ -154,11 +218,9 @@ impl WebApp {
             .layer(middleware::from_fn_with_state(
                 token.clone(),
                 security::require_token,
-            ))
-            .layer(middleware::from_fn(security::security_headers))
-            .layer(middleware::from_fn(require_loopback_host));
+            ));
         Ok(WebApp {
-            router: router(engine).merge(app),
+            router: protect(stream_routes(engine).merge(app)),
             token,
             tasks,
             cancel,
@@ -183,37 +245,65 @@ impl WebApp {
     }
 }
 
-/// Refuses requests whose `Host` header names anything but this machine's loopback names
-/// (a page on another site must not be able to reach the server through DNS rebinding).
+/// Refuses requests whose `Host` header names anything but this machine's loopback names with
+/// the port the server is bound to (a page on another site must not be able to reach the
+/// server through DNS rebinding, and another local server's name is not ours).
 async fn require_loopback_host(req: Request, next: Next) -> Response {
+    let Some(BoundAddr(bound)) = req.extensions().get::<BoundAddr>().copied() else {
+        return internal("the server's bound address is unknown (serve with Server::bind)")
+            .into_response();
+    };
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !is_loopback_host(host) {
+    if !is_loopback_host(host, bound.port()) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_host",
-            format!("requests for host {host:?} are not served"),
+            format!(
+                "requests for host {host:?} are not served: use 127.0.0.1:{}",
+                bound.port()
+            ),
         )
         .into_response();
     }
     next.run(req).await
 }
 
-/// Whether a `Host` header value names loopback (`127.x.x.x`, `localhost`, `[::1]`, any port).
-pub fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+/// Whether a `Host` header value (or the `host[:port]` of an origin) names this server:
+/// `localhost`, a `127.x.x.x` address or `[::1]`, with exactly `port` after the colon. The
+/// port may be left out only when `port` is 80, HTTP's default.
+pub fn is_loopback_host(host: &str, port: u16) -> bool {
+    // The name and the port text after its colon, if any.
+    let (name, given_port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(p) => (ip, Some(p)),
+            None if after.is_empty() => (ip, None),
+            None => return false,
+        }
     } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
+        match host.split_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        }
     };
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    name.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    let port_ok = match given_port {
+        Some(p) => p == port.to_string(),
+        None => port == 80,
+    };
+    port_ok
+        && (name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
 }
 
 async fn stream_file(
@@ -299,8 +389,16 @@ async fn stream_file(
             })?;
     }
     debug!(file, start, count, "serving stream");
-    let body = tokio_util::io::ReaderStream::with_capacity(stream.take(count), 64 * 1024);
+    // A player that stops reading gives its stream slot back after the idle timeout.
+    let idle = state.engine.config().stream_idle_timeout;
+    let reader = idle::with_idle_timeout(stream.take(count), idle);
+    let body = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
     builder.body(Body::from_stream(body)).map_err(internal)
+}
+
+/// The URL of a stream on the server bound to `addr`.
+pub(crate) fn stream_url_at(addr: SocketAddr, infohash: &str, file: usize) -> String {
+    format!("http://{addr}/stream/{infohash}/{file}")
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -319,6 +417,7 @@ impl Server {
     pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Server> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let router = router.layer(Extension(BoundAddr(addr)));
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
@@ -336,7 +435,7 @@ impl Server {
 
     /// The URL of a stream.
     pub fn stream_url(&self, infohash: &str, file: usize) -> String {
-        format!("http://{}/stream/{infohash}/{file}", self.addr)
+        stream_url_at(self.addr, infohash, file)
     }
 
     /// Stops accepting, ends open responses, and waits for the server task.
@@ -363,21 +462,48 @@ mod tests {
     fn loopback_hosts() {
         for ok in [
             "127.0.0.1:8080",
-            "localhost:1",
-            "LOCALHOST",
-            "[::1]:99",
-            "127.1.2.3",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+            "127.1.2.3:8080",
         ] {
-            assert!(is_loopback_host(ok), "{ok}");
+            assert!(is_loopback_host(ok, 8080), "{ok}");
         }
         for bad in [
             "evil.example:8080",
-            "10.0.0.1:80",
+            "10.0.0.1:8080",
             "",
-            "[::2]:1",
-            "localhost.evil.com",
+            "[::2]:8080",
+            "localhost.evil.com:8080",
+            "[localhost]:8080",
+            "[::1]x:8080",
         ] {
-            assert!(!is_loopback_host(bad), "{bad}");
+            assert!(!is_loopback_host(bad, 8080), "{bad}");
         }
+    }
+
+    /// Issue 12, D9: the Host check ignored what follows the last `:`.
+    #[test]
+    fn host_port_must_be_the_bound_port() {
+        for bad in [
+            "127.0.0.1:8081",
+            "127.0.0.1:1",
+            "localhost:80",
+            "[::1]:99",
+            "127.0.0.1",
+            "localhost",
+            "127.0.0.1:",
+            "127.0.0.1:08080",
+            "127.0.0.1:8080x",
+            "127.0.0.1:8080:8080",
+            "127.0.0.1:+8080",
+            "[::1]",
+        ] {
+            assert!(!is_loopback_host(bad, 8080), "{bad}");
+        }
+        // Without a port, a Host means HTTP's default port: only a server on 80 is named.
+        assert!(is_loopback_host("127.0.0.1", 80));
+        assert!(is_loopback_host("[::1]", 80));
+        assert!(!is_loopback_host("127.0.0.1:8080", 80));
     }
 }

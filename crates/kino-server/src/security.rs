@@ -2,7 +2,8 @@
 //! `Origin`/`Sec-Fetch-Site` on writes, and security headers on every page and API answer
 //! (Content-Security-Policy with no outside source, no framing, no sniffing, no referrer).
 //! There is no CORS: no `Access-Control-Allow-*` header is ever sent, so other sites' pages
-//! cannot read answers. The Host check against DNS rebinding is [`crate::is_loopback_host`].
+//! cannot read answers. The Host check against DNS rebinding is [`crate::is_loopback_host`];
+//! the `Origin` of a write must be this server's own (scheme, loopback host and bound port).
 
 use std::sync::Arc;
 
@@ -66,7 +67,9 @@ impl Token {
 }
 
 /// Refuses state-changing requests (anything but GET/HEAD) without the token, from another
-/// site (`Sec-Fetch-Site: cross-site`), or with a foreign `Origin`.
+/// site (`Sec-Fetch-Site: cross-site`), or with an `Origin` other than this server's own:
+/// exactly `http://` and a loopback name with the port the server is bound to (another
+/// local server's page is another origin).
 pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
@@ -78,12 +81,16 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
         return csrf("requests from other sites are refused");
     }
     if let Some(origin) = h.get(header::ORIGIN) {
-        let host = origin
+        let bound_port = req
+            .extensions()
+            .get::<crate::BoundAddr>()
+            .map(|b| b.0.port());
+        let own = origin
             .to_str()
             .ok()
-            .and_then(|o| o.strip_prefix("http://"))
-            .unwrap_or("");
-        if !crate::is_loopback_host(host) {
+            .zip(bound_port)
+            .is_some_and(|(origin, port)| is_own_origin(origin, port));
+        if !own {
             return csrf("requests from other origins are refused");
         }
     }
@@ -94,11 +101,19 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
     }
 }
 
+/// Whether an `Origin` header value is this server's own origin: `http://`, a loopback name
+/// and the bound `port` (left out only for port 80, as browsers do), nothing else.
+pub fn is_own_origin(origin: &str, port: u16) -> bool {
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|host| crate::is_loopback_host(host, port))
+}
+
 fn csrf(message: &str) -> Response {
     ApiError::new(StatusCode::FORBIDDEN, "csrf", message).into_response()
 }
 
-/// Adds the security headers to every answer of the web app and API.
+/// Adds the security headers to every answer: pages, API, streams, `/health` and errors.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -141,5 +156,31 @@ mod tests {
         assert!(!t.matches(b"nope"));
         assert_ne!(t.as_str(), Token::generate().expect("random").as_str());
         assert!(!format!("{t:?}").contains(t.as_str()));
+    }
+
+    /// Issue 12, D16: the Origin check ignored the port, so other local servers' pages
+    /// passed it.
+    #[test]
+    fn origin_must_match_scheme_host_and_port() {
+        for own in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_own_origin(own, 8080), "{own}");
+        }
+        for foreign in [
+            "http://127.0.0.1:8081",
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "http://evil.example:8080",
+            "null",
+            "127.0.0.1:8080",
+        ] {
+            assert!(!is_own_origin(foreign, 8080), "{foreign}");
+        }
+        assert!(is_own_origin("http://127.0.0.1", 80));
     }
 }

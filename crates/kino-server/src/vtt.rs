@@ -251,10 +251,13 @@ fn escape_cue_text(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(c) = rest.chars().next() {
+        // `get` (not indexing): the bytes after `<` may be the middle of a multi-byte
+        // character (`<€5`), which is no tag and must not panic.
         if c == '<'
-            && let Some(tag) = KEEP
-                .iter()
-                .find(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t))
+            && let Some(tag) = KEEP.iter().find(|t| {
+                rest.get(..t.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(t))
+            })
         {
             out.push_str(tag);
             rest = &rest[tag.len()..];
@@ -360,6 +363,133 @@ mod tests {
             Err(SubtitleError::TooLarge(_))
         ));
         assert!(parse(b"1\n00:00:01.000 --> 00:00:02.000\n", SubtitleFormat::Vtt).is_err());
+    }
+
+    /// Issue 12, D3: a `<` followed by a multi-byte character (`<€`, `</€`, CJK) panicked
+    /// the converter by slicing inside the character.
+    #[test]
+    fn vtt_never_panics_on_multibyte_after_lt() {
+        for (text, want) in [
+            ("price <€5", "price &lt;€5"),
+            ("x </€ y", "x &lt;/€ y"),
+            ("<日本語>", "&lt;日本語&gt;"),
+            ("</日", "&lt;/日"),
+            ("<😀>", "&lt;😀&gt;"),
+            ("a <€", "a &lt;€"),
+            ("<i>日本</i>", "<i>日本</i>"),
+        ] {
+            let srt = format!("1\n00:00:01,000 --> 00:00:02,000\n{text}\n");
+            let vtt = convert(srt.as_bytes(), SubtitleFormat::Srt).expect(text);
+            assert_eq!(
+                vtt,
+                format!("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n{want}\n\n"),
+                "{text}"
+            );
+            let vtt_in = format!("WEBVTT\n\n00:01.000 --> 00:02.000\n{text}\n");
+            let out = convert(vtt_in.as_bytes(), SubtitleFormat::Vtt).expect(text);
+            assert!(out.ends_with(&format!("{want}\n\n")), "{text}: {out}");
+        }
+    }
+
+    /// Undoes [`escape_cue_text`]: the kept tags stay, the three entities become characters.
+    fn unescape(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            let entity = [("&lt;", '<'), ("&gt;", '>'), ("&amp;", '&')]
+                .into_iter()
+                .find(|(e, _)| rest.starts_with(e));
+            match entity {
+                Some((e, ch)) => {
+                    out.push(ch);
+                    rest = &rest[e.len()..];
+                }
+                None => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        out
+    }
+
+    /// Many generated cue lines mixing markup characters, ASCII and multi-byte characters:
+    /// the converter never panics, accepts them, emits no `<`, `>` or `&` except its own tags
+    /// and entities, and loses no text.
+    #[test]
+    fn vtt_escapes_generated_text_without_panicking() {
+        const PIECES: [&str; 22] = [
+            "<",
+            ">",
+            "&",
+            "/",
+            "a",
+            "Z",
+            "i",
+            "b",
+            "u",
+            " ",
+            "€",
+            "日本",
+            "😀",
+            "é",
+            "<i>",
+            "</b>",
+            "<U>",
+            "</",
+            "<\u{20ac}",
+            "&amp;",
+            "&lt",
+            ";",
+        ];
+        const TAGS: [&str; 6] = ["<i>", "</i>", "<b>", "</b>", "<u>", "</u>"];
+        // xorshift64*: deterministic, no dependency.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| -> usize {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        };
+        for case in 0..2_000 {
+            let lines: Vec<String> = (0..1 + next(3))
+                .map(|_| {
+                    let mut l = String::from("x");
+                    for _ in 0..next(40) {
+                        l.push_str(PIECES[next(PIECES.len())]);
+                    }
+                    l
+                })
+                .collect();
+            let srt = format!(
+                "{case}\n00:00:01,000 --> 00:00:02,000\n{}\n",
+                lines.join("\n")
+            );
+            let cues = parse(srt.as_bytes(), SubtitleFormat::Srt)
+                .unwrap_or_else(|e| panic!("{srt:?} refused: {e}"));
+            assert_eq!(cues.len(), 1, "{srt:?}");
+            assert_eq!(cues[0].lines.len(), lines.len(), "{srt:?}");
+            for (out, input) in cues[0].lines.iter().zip(&lines) {
+                let mut bare = out.clone();
+                for t in TAGS {
+                    bare = bare.replace(t, "");
+                }
+                assert!(!bare.contains(['<', '>']), "{input:?} -> {out:?}");
+                let amp_ok = bare.match_indices('&').all(|(i, _)| {
+                    ["&lt;", "&gt;", "&amp;"]
+                        .iter()
+                        .any(|e| bare[i..].starts_with(e))
+                });
+                assert!(amp_ok, "{input:?} -> {out:?}");
+                assert_eq!(
+                    unescape(out).to_lowercase(),
+                    input.to_lowercase(),
+                    "text lost: {input:?} -> {out:?}"
+                );
+            }
+            let vtt = to_webvtt(&cues);
+            assert!(vtt.starts_with("WEBVTT\n\n"), "{vtt}");
+        }
     }
 
     #[test]

@@ -318,6 +318,7 @@ async function playerPage(key, id, streamIndex) {
     el("p", {}, back),
     el("div", { class: "player" }, video, spinner),
     hud, resumeNote, err,
+    p.cache_warning ? el("div", { class: "notice", id: "cache-warning", role: "note", text: p.cache_warning }) : null,
     el("p", { class: "keys" },
       el("kbd", { text: "Space" }), " play/pause  ",
       el("kbd", { text: "←" }), el("kbd", { text: "→" }), " 10 s  ",
@@ -379,7 +380,10 @@ async function playerPage(key, id, streamIndex) {
       fill(hud,
         el("span", {}, "Buffered ", el("b", { id: "hud-buffered", text: Math.round(Math.max(ahead, engineAhead || 0)) + " s" }), " ahead"),
         el("span", {}, "Download ", el("b", { id: "hud-rate", text: fmtRate(st.down_bps) })),
-        el("span", {}, "Peers ", el("b", { id: "hud-peers", text: String(st.peers) })),
+        // A problem (a full disk) takes the place of the peer count: peers do not help it.
+        st.problem
+          ? el("span", { class: "problem", id: "hud-problem", role: "alert", title: st.problem_message || "", text: st.problem === "disk_full" ? "Disk full: free some space" : st.problem })
+          : el("span", {}, "Peers ", el("b", { id: "hud-peers", text: String(st.peers) })),
         el("span", {}, "Have ", el("b", { text: st.total_bytes ? Math.round(100 * st.have_bytes / st.total_bytes) + "%" : "–" })),
         el("span", {}, "Shared ", el("b", { text: fmtRate(st.up_bps) })),
         st.media && st.media.video_codecs.length ? el("span", { class: "muted", text: [...st.media.video_codecs, ...st.media.audio_codecs].join(" / ") }) : null);

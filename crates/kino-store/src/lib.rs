@@ -92,7 +92,7 @@ pub const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened or created.
-    #[error("cannot open the database {path}: {source}")]
+    #[error("cannot open the database {path}")]
     Open {
         /// The database file.
         path: PathBuf,
@@ -112,8 +112,16 @@ pub enum StoreError {
         known: i64,
     },
     /// A query failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sql(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// What the caller should do about it: every store error is the database's
+    /// ([`kino_core::ErrorKind::Storage`]).
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        kino_core::ErrorKind::Storage
+    }
 }
 
 /// Result alias for the store.
@@ -180,6 +188,17 @@ impl TorrentRecord {
         }
         self.uploaded_bytes as f64 / self.total_bytes as f64
     }
+}
+
+/// Where a title was left off (one row of `watch_history`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WatchPosition {
+    /// Which of the title's streams was playing.
+    pub stream: u32,
+    /// Seconds into the video.
+    pub position_secs: f64,
+    /// The video's length in seconds, if the player knew it.
+    pub duration_secs: Option<f64>,
 }
 
 /// Current Unix time in seconds.
@@ -400,6 +419,60 @@ impl Store {
         )?;
         Ok(())
     }
+
+    /// Where the title `id` of publisher `public_key` (hex) was left off, if it was watched.
+    pub fn watch_position(&self, public_key: &str, id: &str) -> Result<Option<WatchPosition>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT stream, position_secs, duration_secs FROM watch_history
+             WHERE public_key = ?1 AND id = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![public_key, id], |r| {
+                Ok(WatchPosition {
+                    stream: r.get::<_, i64>(0)?.clamp(0, u32::MAX.into()) as u32,
+                    position_secs: r.get(1)?,
+                    duration_secs: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Records where a title was left off (at time `at`, Unix seconds), replacing the
+    /// title's previous position.
+    pub fn save_watch_position(
+        &self,
+        public_key: &str,
+        id: &str,
+        pos: &WatchPosition,
+        at: i64,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO watch_history (public_key, id, stream, position_secs, duration_secs,
+                updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(public_key, id) DO UPDATE SET stream = excluded.stream,
+                position_secs = excluded.position_secs, duration_secs = excluded.duration_secs,
+                updated_at = excluded.updated_at",
+            params![
+                public_key,
+                id,
+                pos.stream,
+                pos.position_secs,
+                pos.duration_secs,
+                at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets where a title was left off. Returns whether a position was stored.
+    pub fn forget_watch_position(&self, public_key: &str, id: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM watch_history WHERE public_key = ?1 AND id = ?2",
+            params![public_key, id],
+        )?;
+        Ok(n > 0)
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +533,31 @@ mod tests {
             (2000, 1000, 10)
         );
         assert!((r.ratio() - 2.0).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn watch_position_round_trips_and_is_replaced_then_forgotten() -> Result<()> {
+        let s = Store::open_in_memory()?;
+        assert_eq!(s.watch_position("k", "film")?, None);
+        let first = WatchPosition {
+            stream: 1,
+            position_secs: 12.5,
+            duration_secs: None,
+        };
+        s.save_watch_position("k", "film", &first, 100)?;
+        assert_eq!(s.watch_position("k", "film")?, Some(first));
+        let later = WatchPosition {
+            stream: 0,
+            position_secs: 60.0,
+            duration_secs: Some(600.0),
+        };
+        s.save_watch_position("k", "film", &later, 200)?;
+        assert_eq!(s.watch_position("k", "film")?, Some(later));
+        assert_eq!(s.watch_position("k", "other")?, None);
+        assert!(s.forget_watch_position("k", "film")?);
+        assert!(!s.forget_watch_position("k", "film")?);
+        assert_eq!(s.watch_position("k", "film")?, None);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum UpdateError {
     /// The TUF metadata failed verification (signature, threshold, expiry, version, hash,
     /// length, root chain...). Nothing was installed.
-    #[error("refused: {context}: {source}")]
+    #[error("refused: {context}")]
     Tuf {
         /// What was being verified.
         context: String,
@@ -44,7 +44,7 @@ pub enum UpdateError {
     #[error(transparent)]
     Engine(#[from] kino_engine::EngineError),
     /// A file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -54,7 +54,54 @@ pub enum UpdateError {
     },
 }
 
+impl From<kino_pointer::PointerError> for UpdateError {
+    fn from(e: kino_pointer::PointerError) -> Self {
+        use kino_pointer::PointerError as P;
+        match e {
+            P::Dht(e) => UpdateError::Dht(e),
+            P::Engine(e) => UpdateError::Engine(e),
+            P::Io { context, source } => UpdateError::Io { context, source },
+            P::Replay {
+                public_key,
+                offered,
+                floor,
+            } => UpdateError::Refused(format!(
+                "the DHT offers pointer seq {offered} under key {public_key} but seq {floor} was \
+                 already accepted (replay of an old pointer)"
+            )),
+            P::Stage { path, reason } => {
+                UpdateError::Usage(format!("cannot stage {}: {reason}", path.display()))
+            }
+        }
+    }
+}
+
+impl From<kino_pointer::FetchError<UpdateError>> for UpdateError {
+    fn from(e: kino_pointer::FetchError<UpdateError>) -> Self {
+        match e {
+            kino_pointer::FetchError::Pointer(e) => e.into(),
+            kino_pointer::FetchError::Refused(e) => e,
+        }
+    }
+}
+
 impl UpdateError {
+    /// What the caller should do about it: a wrong use of the release tool, a bad key file or
+    /// no trusted root is the user's to fix.
+    pub fn kind(&self) -> kino_core::ErrorKind {
+        use kino_core::ErrorKind;
+        match self {
+            UpdateError::Usage(_) | UpdateError::Key { .. } | UpdateError::NoTrustedRoot => {
+                ErrorKind::UserInput
+            }
+            UpdateError::NoUpdate(_) => ErrorKind::NotFound,
+            UpdateError::Tuf { .. } | UpdateError::Refused(_) => ErrorKind::Internal,
+            UpdateError::Dht(e) => e.kind(),
+            UpdateError::Engine(e) => e.kind(),
+            UpdateError::Io { .. } => ErrorKind::Storage,
+        }
+    }
+
     /// True when the update was refused for a security reason (as opposed to an I/O failure).
     pub fn is_refusal(&self) -> bool {
         matches!(self, UpdateError::Tuf { .. } | UpdateError::Refused(_))

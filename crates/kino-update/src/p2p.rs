@@ -16,12 +16,18 @@
 //! (size-capped before any piece), verify it with tough, and require the verified timestamp
 //! version to equal the pointer seq. A verified repository keeps seeding and its signed pointer
 //! is republished unchanged.
+//!
+//! The pointer path itself (staging, seeding, putting; resolving, the replay floor, the capped
+//! download, keeping or discarding exactly what a fetch created) is [`kino_pointer`]'s, shared
+//! with catalogs; this module keeps only the update's rules (TUF through tough, the seq equal
+//! to the verified timestamp version, the root chain).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kino_dht::{PointerDht, SignedPointer};
-use kino_engine::{AddOptions, Engine, Id20, Placement, TorrentSource, infohash_hex};
+use kino_engine::{Engine, infohash_hex, parse_infohash};
+use kino_pointer::{Caps, FetchError, Offer, PointerError, Pointers, Shelf, Stage};
 use tracing::{info, warn};
 
 use crate::client::{UpdateClient, VerifiedRelease};
@@ -35,8 +41,21 @@ pub const MAX_UPDATE_TORRENT_BYTES: u64 = 1024 * 1024 * 1024;
 pub const MAX_POINTER_KEYS: usize = 4;
 /// How long a fetch waits for the update torrent.
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
-const PEER_LOOKUP: Duration = Duration::from_secs(5);
 const TORRENT_NAME: &str = "kino-update";
+/// The bounds of the update torrent named by the timestamp pointer.
+const CAPS: Caps = Caps {
+    max_bytes: MAX_UPDATE_TORRENT_BYTES,
+    timeout: DOWNLOAD_TIMEOUT,
+    what: "update",
+    // Up to 1 GiB: on a slow link it may take more than one fetch's time; it goes on
+    // downloading and the next fetch resumes it.
+    resume: true,
+};
+/// The bounds of the update torrent named by a root pointer.
+const ROOT_CAPS: Caps = Caps {
+    what: "update (root pointer)",
+    ..CAPS
+};
 
 /// What a publish did.
 #[derive(Debug, Clone)]
@@ -60,16 +79,15 @@ pub struct Fetched {
     pub repo_dir: PathBuf,
     /// The pointer seq accepted.
     pub seq: i64,
-    /// The release to install, or why there is none (already current, or refused by Kino's
-    /// rules after tough verified the metadata).
+    /// The release to install, or why there is none (already current: tough verified the
+    /// metadata, and it names no binary newer than the running one for this platform).
     pub release: Result<VerifiedRelease, UpdateError>,
 }
 
 /// Publishing and fetching updates over one engine and one DHT node.
 #[derive(Clone)]
 pub struct UpdateSync {
-    engine: Engine,
-    dht: PointerDht,
+    pointers: Pointers,
     client: UpdateClient,
     data_dir: PathBuf,
 }
@@ -84,12 +102,30 @@ fn read_timestamp_version(meta: &Path) -> Result<i64, UpdateError> {
         .ok_or_else(|| UpdateError::Refused(format!("{} has no version", p.display())))
 }
 
+/// The files a repository publishes: every regular file in `metadata/` and `targets/`.
+fn repository_files(repo: &Path) -> Result<Vec<PathBuf>, UpdateError> {
+    let mut files = Vec::new();
+    for sub in ["metadata", "targets"] {
+        let from = repo.join(sub);
+        for e in std::fs::read_dir(&from).map_err(io(format!("cannot list {}", from.display())))? {
+            let e = e.map_err(io(format!("cannot list {}", from.display())))?;
+            let kind = e
+                .file_type()
+                .map_err(io(format!("cannot stat {}", e.path().display())))?;
+            if kind.is_file() {
+                files.push(Path::new(sub).join(e.file_name()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 impl UpdateSync {
     /// Uses `engine` and `dht`; keeps update torrents under `data_dir/updates/`.
     pub fn new(engine: Engine, dht: PointerDht, client: UpdateClient, data_dir: &Path) -> Self {
         UpdateSync {
-            engine,
-            dht,
+            pointers: Pointers::new(engine, dht),
             client,
             data_dir: data_dir.to_path_buf(),
         }
@@ -100,12 +136,9 @@ impl UpdateSync {
         &self.client
     }
 
-    async fn announce(&self, ih: [u8; 20]) {
-        if let Some(port) = self.engine.listen_addr().map(|a| a.port())
-            && let Err(e) = self.dht.announce_peer(ih, port).await
-        {
-            warn!(error = %e, "announce");
-        }
+    /// Where fetched update torrents are kept: `updates/torrents/<infohash>`.
+    fn shelf(&self) -> Shelf {
+        Shelf::new(self.data_dir.join("updates").join("torrents"))
     }
 
     /// Seeds `repo` as the update torrent and puts the pointer under `timestamp_key` (no root
@@ -131,51 +164,35 @@ impl UpdateSync {
         let root_seq = i64::try_from(root_version)
             .map_err(|_| UpdateError::Usage(format!("root version {root_version} is too large")))?;
         let seq = read_timestamp_version(&metadata_dir(repo))?;
-        let stage_root = self
-            .data_dir
-            .join("updates")
-            .join("publish")
-            .join(format!("v{seq}"));
-        let stage = stage_root.join(TORRENT_NAME);
-        if stage_root.exists() {
-            std::fs::remove_dir_all(&stage_root).map_err(io("cannot clear the staging folder"))?;
-        }
-        for sub in ["metadata", "targets"] {
-            let to = stage.join(sub);
-            std::fs::create_dir_all(&to).map_err(io("cannot create the staging folder"))?;
-            let from = repo.join(sub);
-            for e in
-                std::fs::read_dir(&from).map_err(io(format!("cannot list {}", from.display())))?
-            {
-                let e = e.map_err(io("cannot list the repository"))?;
-                if e.file_type().map_err(io("cannot stat"))?.is_file() {
-                    std::fs::copy(e.path(), to.join(e.file_name()))
-                        .map_err(io(format!("cannot stage {}", e.path().display())))?;
-                }
-            }
-        }
-        let created = kino_engine::create::create_torrent(&stage, None, |_, _| {})?;
-        let ih = created.info.infohash;
-        self.engine.seed_created(&created).await?;
+        // Every key is read before anything is staged, seeded or put.
+        let signer = timestamp_key.dht_signing_key()?;
+        let root_signers = root_keys
+            .iter()
+            .map(KeyFile::dht_signing_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let files = repository_files(repo)?;
+        let stage = Stage {
+            source: repo,
+            files: &files,
+            root: self
+                .data_dir
+                .join("updates")
+                .join("publish")
+                .join(format!("v{seq}")),
+            name: TORRENT_NAME,
+        };
         let published = self
-            .dht
-            .publish(
-                &timestamp_key.dht_signing_key()?,
-                Some(crate::POINTER_SALT),
-                ih.0,
-                seq,
-                None,
-            )
+            .pointers
+            .publish(&stage, &signer, Some(crate::POINTER_SALT), seq)
             .await?;
-        for k in &root_keys {
+        for k in &root_signers {
             let r = self
-                .dht
-                .publish(
-                    &k.dht_signing_key()?,
+                .pointers
+                .put(
+                    k,
                     Some(crate::ROOT_POINTER_SALT),
-                    ih.0,
+                    published.infohash,
                     root_seq,
-                    None,
                 )
                 .await?;
             info!(
@@ -184,13 +201,12 @@ impl UpdateSync {
                 "root pointer published"
             );
         }
-        self.announce(ih.0).await;
         info!(seq, stored_at = published.stored_at, "update published");
         Ok(Published {
             seq,
-            infohash: infohash_hex(&ih),
+            infohash: infohash_hex(&published.infohash),
             stored_at: published.stored_at,
-            root_pointers: root_keys.len(),
+            root_pointers: root_signers.len(),
             root_version,
         })
     }
@@ -199,44 +215,45 @@ impl UpdateSync {
     /// version above the trusted one, downloads its torrent and lets tough walk the root chain
     /// in it (tough keeps the newest verified root in the datastore). A missing, replayed or bad
     /// root pointer (or torrent) does not fail the fetch: the trusted root stays as it was (only
-    /// reading or writing the client's own state can fail). Returns the
-    /// infohash of a torrent it added and kept (the caller drops it unless it is accepted).
-    async fn follow_root_pointers(&self) -> Result<Option<String>, UpdateError> {
+    /// reading or writing the client's own state can fail). Returns the torrent it fetched and
+    /// kept, for the caller to discard unless the timestamp pointer's fetch accepts it too.
+    async fn follow_root_pointers(
+        &self,
+    ) -> Result<Option<kino_pointer::Fetched<u64>>, UpdateError> {
         let root = self.client.trusted_root_parsed()?;
         let current = root.signed.version.get();
         let mut state = self.client.state()?;
-        let mut best: Option<SignedPointer> = None;
+        let mut best: Option<Offer> = None;
         let mut for_current: Option<SignedPointer> = None;
         for k in root_pointer_keys(&root.signed, MAX_POINTER_KEYS) {
-            let item = match self.dht.resolve(&k, Some(crate::ROOT_POINTER_SALT)).await {
-                Ok(Some(found)) => found.pointer,
+            let floor = state.root_pointer_seq.get(&hex::encode(k)).copied();
+            let offer = match self
+                .pointers
+                .resolve(&k, Some(crate::ROOT_POINTER_SALT), floor)
+                .await
+            {
+                Ok(Some(offer)) => offer,
                 Ok(None) => continue,
+                Err(e @ PointerError::Replay { .. }) => {
+                    warn!(error = %e, "root pointer below the seq already followed; ignored");
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "resolving a root pointer");
                     continue;
                 }
             };
-            if let Some(&h) = state.root_pointer_seq.get(&hex::encode(k))
-                && item.seq() < h
-            {
-                warn!(
-                    seq = item.seq(),
-                    held = h,
-                    "root pointer below the seq already followed (replay); ignored"
-                );
-                continue;
-            }
-            let seq = u64::try_from(item.seq()).ok();
+            let seq = u64::try_from(offer.seq()).ok();
             if seq == Some(current) && for_current.is_none() {
                 // Names the root this client already trusts: held to be republished.
-                for_current = Some(item.clone());
+                for_current = Some(offer.pointer().clone());
             }
             let newer = seq.is_some_and(|s| s > current);
-            if newer && best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
-                best = Some(item);
+            if newer && best.as_ref().is_none_or(|b| offer.seq() > b.seq()) {
+                best = Some(offer);
             }
         }
-        let Some(item) = best else {
+        let Some(offer) = best else {
             if let Some(held) = for_current {
                 let bytes = hex::encode(held.to_bytes());
                 if state.root_pointer.as_deref() != Some(bytes.as_str()) {
@@ -246,73 +263,56 @@ impl UpdateSync {
             }
             return Ok(None);
         };
-        let ih = item.infohash();
-        let ih_hex = hex::encode(ih);
-        let folder_root = self.data_dir.join("updates").join("torrents").join(&ih_hex);
-        let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let (_, repo_dir) = match self
-            .engine
-            .download_small(
-                Id20::new(ih),
-                peers,
-                &folder_root,
-                MAX_UPDATE_TORRENT_BYTES,
-                DOWNLOAD_TIMEOUT,
-                "update (root pointer)",
-            )
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
+        let item_seq = offer.seq();
+        let state = &mut state;
+        let fetched = self
+            .pointers
+            .fetch(offer, &self.shelf(), &ROOT_CAPS, None, |c| async move {
+                // tough verifies each N+1.root.json by N's threshold and its own (at most
+                // `max_root_updates` steps) and persists the newest; the rest of the folder's
+                // metadata may fail (expired timestamp...) without undoing a verified root.
+                if let Err(e) = self.client.check(c.content()).await
+                    && !matches!(e, UpdateError::NoUpdate(_))
+                {
+                    warn!(error = %e, "verifying the torrent a root pointer names");
+                }
+                let after = self.client.trusted_root_parsed()?.signed.version.get();
+                if after <= current {
+                    return Err(UpdateError::Refused(format!(
+                        "the root pointer with seq {item_seq} names no verifiable root above \
+                         version {current}"
+                    )));
+                }
+                info!(
+                    from = current,
+                    to = after,
+                    "trusted root advanced via the root pointer"
+                );
+                if u64::try_from(item_seq).is_ok_and(|s| s <= after) {
+                    let item = c.pointer();
+                    state
+                        .root_pointer_seq
+                        .insert(hex::encode(item.public_key()), item_seq);
+                    if u64::try_from(item_seq).is_ok_and(|s| s == after) {
+                        state.root_pointer = Some(hex::encode(item.to_bytes()));
+                    }
+                    self.client.save_state(state)?;
+                }
+                Ok(after)
+            })
+            .await;
+        match fetched {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(FetchError::Pointer(e)) => {
                 warn!(error = %e, "downloading the torrent a root pointer names");
-                self.drop_torrent(&state, &ih_hex).await;
-                return Ok(None);
+                Ok(None)
             }
-        };
-        // tough verifies each N+1.root.json by N's threshold and its own (at most
-        // `max_root_updates` steps) and persists the newest; the rest of the folder's metadata
-        // may fail (expired timestamp...) without undoing a verified root.
-        if let Err(e) = self.client.check(&repo_dir).await
-            && !matches!(e, UpdateError::NoUpdate(_))
-        {
-            warn!(error = %e, "verifying the torrent a root pointer names");
-        }
-        let after = self.client.trusted_root_parsed()?.signed.version.get();
-        if after <= current {
-            warn!(
-                seq = item.seq(),
-                current, "a root pointer named no verifiable newer root"
-            );
-            self.drop_torrent(&state, &ih_hex).await;
-            return Ok(None);
-        }
-        info!(
-            from = current,
-            to = after,
-            "trusted root advanced via the root pointer"
-        );
-        if u64::try_from(item.seq()).is_ok_and(|s| s <= after) {
-            state
-                .root_pointer_seq
-                .insert(hex::encode(item.public_key()), item.seq());
-            if u64::try_from(item.seq()).is_ok_and(|s| s == after) {
-                state.root_pointer = Some(hex::encode(item.to_bytes()));
+            Err(FetchError::Refused(e @ UpdateError::Refused(_))) => {
+                warn!(error = %e, "a root pointer was not followed");
+                Ok(None)
             }
-            self.client.save_state(&state)?;
+            Err(FetchError::Refused(e)) => Err(e),
         }
-        Ok(Some(ih_hex))
-    }
-
-    /// Forgets the update torrent `ih_hex` and removes its folder, unless it is the accepted one.
-    async fn drop_torrent(&self, state: &crate::client::ClientState, ih_hex: &str) {
-        if state.infohash.as_deref() == Some(ih_hex) {
-            return;
-        }
-        if let Some(ih) = kino_engine::parse_infohash(ih_hex) {
-            let _ = self.engine.forget(&ih).await;
-        }
-        let _ =
-            std::fs::remove_dir_all(self.data_dir.join("updates").join("torrents").join(ih_hex));
     }
 
     /// Finds, downloads and verifies the current update repository: the root pointers first
@@ -321,10 +321,19 @@ impl UpdateSync {
     pub async fn fetch(&self) -> Result<Fetched, UpdateError> {
         let root_torrent = self.follow_root_pointers().await?;
         let fetched = self.fetch_timestamp_pointer().await;
-        if let Some(ih_hex) = root_torrent
-            && let Ok(state) = self.client.state()
-        {
-            self.drop_torrent(&state, &ih_hex).await;
+        if let Some(root_torrent) = root_torrent {
+            // The root chain's torrent was needed for the walk only, unless the timestamp
+            // pointer names it too and it was accepted.
+            match self.client.state() {
+                Ok(state)
+                    if state.infohash.as_deref()
+                        == Some(infohash_hex(&root_torrent.infohash).as_str()) => {}
+                Ok(_) => self.pointers.discard(root_torrent).await,
+                Err(e) => warn!(
+                    error = %e,
+                    "cannot read the update state: the torrent a root pointer named stays"
+                ),
+            }
         }
         fetched
     }
@@ -339,28 +348,31 @@ impl UpdateSync {
             ));
         }
         let mut state = self.client.state()?;
-        let mut best: Option<SignedPointer> = None;
+        let mut best: Option<Offer> = None;
         let mut replay: Option<String> = None;
         for k in &keys {
-            let Some(found) = self.dht.resolve(k, Some(crate::POINTER_SALT)).await? else {
-                continue;
-            };
-            let item = found.pointer.clone();
-            let held = state.pointer_seq.get(&hex::encode(k)).copied();
-            if let Some(h) = held
-                && item.seq() < h
+            let floor = state.pointer_seq.get(&hex::encode(k)).copied();
+            match self
+                .pointers
+                .resolve(k, Some(crate::POINTER_SALT), floor)
+                .await
             {
-                replay = Some(format!(
-                    "the DHT offers update pointer seq {} but seq {h} was already accepted (replay of an old pointer)",
-                    item.seq()
-                ));
-                continue;
-            }
-            if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
-                best = Some(item);
+                Ok(Some(offer)) => {
+                    if best.as_ref().is_none_or(|b| offer.seq() > b.seq()) {
+                        best = Some(offer);
+                    }
+                }
+                Ok(None) => {}
+                Err(PointerError::Replay { offered, floor, .. }) => {
+                    replay = Some(format!(
+                        "the DHT offers update pointer seq {offered} but seq {floor} was already \
+                         accepted (replay of an old pointer)"
+                    ));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        let Some(item) = best else {
+        let Some(offer) = best else {
             return Err(match replay {
                 Some(r) => UpdateError::Refused(r),
                 None => UpdateError::NoUpdate(
@@ -368,116 +380,79 @@ impl UpdateSync {
                 ),
             });
         };
-        let ih = item.infohash();
-        let ih_hex = hex::encode(ih);
-        let folder_root = self.data_dir.join("updates").join("torrents").join(&ih_hex);
-        let peers = self.dht.get_peers(ih, PEER_LOOKUP).await;
-        let (torrent, repo_dir) = self
-            .engine
-            .download_small(
-                Id20::new(ih),
-                peers,
-                &folder_root,
-                MAX_UPDATE_TORRENT_BYTES,
-                DOWNLOAD_TIMEOUT,
-                "update",
-            )
-            .await?;
-        let release = self.client.check(&repo_dir).await;
-        let verified = match &release {
-            Ok(_) | Err(UpdateError::NoUpdate(_)) => {
+        let seq = offer.seq();
+        let held = state.infohash.as_deref().and_then(parse_infohash);
+        let state = &mut state;
+        let fetched = self
+            .pointers
+            .fetch(offer, &self.shelf(), &CAPS, held, |c| async move {
+                // tough verifies the whole chain from the trusted root; a refusal is its reason
+                // (or Kino's rule that refused the release it verified).
+                let release = match self.client.check(c.content()).await {
+                    Err(e) if !matches!(e, UpdateError::NoUpdate(_)) => return Err(e),
+                    release => release,
+                };
                 // tough verified the metadata; its datastore holds the verified timestamp.
                 let v = read_timestamp_version(&self.client.config().state_dir.join("tuf"))?;
-                if v != item.seq() {
-                    Err(UpdateError::Refused(format!(
-                        "the pointer says seq {} but the verified timestamp is version {v}",
-                        item.seq()
-                    )))
-                } else {
-                    Ok(())
+                if v != seq {
+                    return Err(UpdateError::Refused(format!(
+                        "the pointer says seq {seq} but the verified timestamp is version {v}"
+                    )));
                 }
-            }
-            Err(_) => Err(UpdateError::Refused(String::new())),
-        };
-        if let Err(e) = verified {
-            let _ = self.engine.forget(&torrent.infohash()).await;
-            let _ = std::fs::remove_dir_all(&folder_root);
-            return Err(match release {
-                Err(r) if !matches!(r, UpdateError::NoUpdate(_)) => r,
-                _ => e,
-            });
-        }
-        // Accepted: remember the seq, keep seeding, republish the item unchanged.
-        let key_hex = hex::encode(item.public_key());
-        state.pointer_seq.insert(key_hex, item.seq());
-        if let Some(old) = state.infohash.replace(ih_hex.clone())
-            && old != ih_hex
-        {
-            if let Some(old_ih) = kino_engine::parse_infohash(&old) {
-                let _ = self.engine.forget(&old_ih).await;
-            }
-            let _ =
-                std::fs::remove_dir_all(self.data_dir.join("updates").join("torrents").join(&old));
-        }
-        state.pointer = Some(hex::encode(item.to_bytes()));
-        self.client.save_state(&state)?;
-        self.announce(ih).await;
-        if let Err(e) = self.dht.publish_signed(&item).await {
-            warn!(error = %e, "republishing the update pointer");
-        }
+                // Accepted: remember the seq, the torrent and the item (republished unchanged).
+                let item = c.pointer();
+                state
+                    .pointer_seq
+                    .insert(hex::encode(item.public_key()), seq);
+                state.infohash = Some(infohash_hex(&c.infohash()));
+                state.pointer = Some(hex::encode(item.to_bytes()));
+                self.client.save_state(state)?;
+                Ok(release)
+            })
+            .await?;
         Ok(Fetched {
-            repo_dir,
-            seq: item.seq(),
-            release,
+            repo_dir: fetched.content,
+            seq,
+            release: fetched.value,
         })
     }
 
     /// Keeps the accepted update torrent seeding and republishes its pointer unchanged.
     pub async fn republish(&self) -> Result<bool, UpdateError> {
         let state = self.client.state()?;
-        if let Some(ih_hex) = &state.infohash
-            && let Some(ih) = kino_engine::parse_infohash(ih_hex)
-        {
-            if self.engine.torrent(&ih).is_none() {
-                let root = self.data_dir.join("updates").join("torrents").join(ih_hex);
-                if let Err(e) = self
-                    .engine
-                    .add_capped(
-                        &TorrentSource::InfoHash(ih),
-                        AddOptions {
-                            peers: Vec::new(),
-                            placement: Placement::Download(root),
-                        },
-                        Some(MAX_UPDATE_TORRENT_BYTES),
-                    )
-                    .await
-                {
-                    warn!(error = %e, "seeding the update torrent");
-                }
+        if let Some(ih_hex) = &state.infohash {
+            match parse_infohash(ih_hex) {
+                Some(ih) => self.pointers.keep_seeding(&self.shelf(), ih, &CAPS).await,
+                None => warn!("the accepted update torrent's infohash is malformed in the state"),
             }
-            self.announce(ih.0).await;
         }
         // The root pointer too (best effort), so clients on an older root can still reach the
         // current root chain while its publisher is offline.
-        if let Some(bytes) = state
-            .root_pointer
-            .as_deref()
-            .and_then(|h| hex::decode(h).ok())
-        {
-            match SignedPointer::from_bytes(&bytes) {
+        if let Some(held) = &state.root_pointer {
+            match held_item(held) {
                 Ok(item) => {
-                    if let Err(e) = self.dht.publish_signed(&item).await {
+                    if let Err(e) = self.pointers.republish(&item).await {
                         warn!(error = %e, "republishing the root pointer");
                     }
                 }
                 Err(e) => warn!(error = %e, "held root pointer is invalid"),
             }
         }
-        let Some(bytes) = state.pointer.as_deref().and_then(|h| hex::decode(h).ok()) else {
+        let Some(held) = &state.pointer else {
             return Ok(false);
         };
-        let item = SignedPointer::from_bytes(&bytes)?;
-        self.dht.publish_signed(&item).await?;
+        let item = held_item(held)?;
+        self.pointers.republish(&item).await?;
         Ok(true)
     }
+}
+
+/// A signed item kept in the client state (kino-dht bytes, hex), verified again.
+fn held_item(hex_bytes: &str) -> Result<SignedPointer, UpdateError> {
+    let bytes = hex::decode(hex_bytes).map_err(|e| {
+        UpdateError::Refused(format!(
+            "the update state holds a signed pointer that is not hex: {e}"
+        ))
+    })?;
+    Ok(SignedPointer::from_bytes(&bytes)?)
 }

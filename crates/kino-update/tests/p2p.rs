@@ -11,9 +11,9 @@ use std::time::Duration;
 use kino_dht::{DhtConfig, LocalTestnet, PointerAddress, PointerDht, SignedPointer};
 use kino_engine::{Engine, EngineConfig, Id20, parse_infohash};
 use kino_update::keys::{KeyFile, keygen};
-use kino_update::p2p::UpdateSync;
+use kino_update::p2p::{Published, UpdateSync};
 use kino_update::release::{self, Artifact, PublishOptions, RoleSpec, RootSpec, metadata_dir};
-use kino_update::{ClientConfig, POINTER_SALT, UpdateClient};
+use kino_update::{ClientConfig, POINTER_SALT, UpdateClient, UpdateError};
 
 mod common;
 use common::{RUNNING, copy_dir, msg, v};
@@ -160,6 +160,19 @@ impl Node {
     }
 }
 
+/// Awaits a fetch (bounded by [`LIMIT`]) that must be refused; returns what it says.
+async fn refusal(
+    fetch: impl std::future::Future<Output = Result<kino_update::p2p::Fetched, UpdateError>>,
+) -> String {
+    let err = tokio::time::timeout(LIMIT, fetch)
+        .await
+        .unwrap()
+        .expect_err("the fetch was accepted");
+    let m = msg(&err);
+    assert!(err.is_refusal(), "not a refusal: {m}");
+    m
+}
+
 fn ih(hex: &str) -> Id20 {
     parse_infohash(hex).unwrap()
 }
@@ -247,12 +260,7 @@ async fn pointer_replay_old_seq() {
         UpdateClient::new(client.client().config().clone()),
         &user,
     );
-    let err = tokio::time::timeout(LIMIT, restarted.fetch())
-        .await
-        .unwrap()
-        .unwrap_err();
-    let m = msg(&err);
-    assert!(err.is_refusal(), "{m}");
+    let m = refusal(restarted.fetch()).await;
     assert!(
         m.contains("seq 1") && m.contains("seq 2") && m.contains("replay"),
         "{m}"
@@ -405,6 +413,27 @@ async fn interrupted_download_resumes() {
     publisher.engine.shutdown().await;
 }
 
+/// A publisher that published 0.2.0 (seq 1) and a client (data folder `user`) that fetched
+/// and accepted it, on a fresh testnet.
+async fn client_holding_publication_1() -> (Repo, LocalTestnet, Node, Node, Published) {
+    let fx = Repo::new().await;
+    let net = LocalTestnet::start(12).unwrap();
+    let publisher = node(
+        &fx.base.join("publisher"),
+        net.bootstrap(),
+        fx.root1(),
+        None,
+    )
+    .await;
+    assert_eq!(fx.publish("0.2.0").await, 1);
+    let p1 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
+    assert_eq!(p1.seq, 1);
+    let client = node(&fx.base.join("user"), net.bootstrap(), fx.root1(), None).await;
+    let f = client.fetch().await;
+    assert_eq!(f.seq, 1);
+    (fx, net, publisher, client, p1)
+}
+
 /// The online key (snapshot + timestamp, which signs the pointer) leaks. The attacker signs a
 /// timestamp at version 2^63-1 over publication 1 and puts it under the old key at seq
 /// 2^63-1: a client on root 1 verifies it (every signature is valid) and is pinned there. The
@@ -419,22 +448,7 @@ async fn interrupted_download_resumes() {
 /// key, and it installs 0.3.0 over the DHT and the swarm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compromised_pointer_max_seq_replaced_by_rotation() {
-    let fx = Repo::new().await;
-    let net = LocalTestnet::start(12).unwrap();
-    let publisher = node(
-        &fx.base.join("publisher"),
-        net.bootstrap(),
-        fx.root1(),
-        None,
-    )
-    .await;
-    assert_eq!(fx.publish("0.2.0").await, 1);
-    let p1 = publisher.sync.publish(&fx.repo, &fx.online).await.unwrap();
-    assert_eq!(p1.seq, 1);
-    let user = fx.base.join("user");
-    let client = node(&user, net.bootstrap(), fx.root1(), None).await;
-    let f = client.fetch().await;
-    assert_eq!(f.seq, 1);
+    let (fx, net, publisher, client, _) = client_holding_publication_1().await;
 
     // The attacker: publication 1 with a timestamp at 2^63-1, signed by the leaked online key.
     let evil = fx.base.join("evil");
@@ -569,5 +583,73 @@ async fn compromised_pointer_max_seq_replaced_by_rotation() {
 
     client.engine.shutdown().await;
     attacker.engine.shutdown().await;
+    publisher.engine.shutdown().await;
+}
+
+/// Every file under `dir` with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 13 (the update copy of catalogs' D2): the timestamp key's genuinely signed pointer
+/// says seq 2 but names the accepted torrent, whose verified timestamp is version 1. The fetch
+/// is refused with that reason, and the refusal touches nothing held: before, it forgot the
+/// accepted torrent and deleted its folder while `state.json` still named it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_pointer_naming_the_accepted_torrent_keeps_it() {
+    let (fx, _net, publisher, client, p1) = client_holding_publication_1().await;
+    let user = client.data.clone();
+    let accepted = ih(&p1.infohash);
+    let folder = user.join("updates/torrents").join(&p1.infohash);
+    let files = tree(&folder);
+    assert!(
+        files.keys().any(|p| p.ends_with("timestamp.json")),
+        "{files:?}"
+    );
+    let state = client.state_bytes();
+
+    // Seq 2 under the timestamp key, naming the torrent of seq 1.
+    let key = fx.online.dht_signing_key().unwrap();
+    tokio::time::timeout(
+        LIMIT,
+        publisher
+            .dht
+            .publish(&key, Some(POINTER_SALT), accepted.0, 2, None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let m = refusal(client.sync.fetch()).await;
+    assert!(
+        m.contains("the pointer says seq 2 but the verified timestamp is version 1"),
+        "{m}"
+    );
+
+    assert!(
+        client.engine.torrent(&accepted).is_some(),
+        "the accepted update torrent was forgotten"
+    );
+    assert_eq!(
+        tree(&folder),
+        files,
+        "the accepted torrent's folder changed"
+    );
+    assert_eq!(client.torrent_folders(), vec![p1.infohash.clone()]);
+    assert_eq!(client.state_bytes(), state, "state changed");
+
+    client.engine.shutdown().await;
     publisher.engine.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::Context;
 use kino_catalog::sync::CatalogSync;
 use kino_engine::Engine;
-use kino_server::{AppOptions, Server, WebApp};
+use kino_server::{AppOptions, DataDirSaving, Server, WebApp};
 
 use crate::cli::Settings;
 
@@ -45,7 +45,8 @@ pub fn apply_saved_settings(s: &mut Settings, no_share_flag: bool) -> anyhow::Re
 }
 
 /// Serves the web app on 127.0.0.1 (`--http-port`, default any free port) and prints its
-/// URL; with `open`, starts the default browser on it.
+/// URL; with `open`, starts the default browser on it. A data folder chosen in the app is
+/// saved in the config file in use.
 pub async fn start(
     s: &Settings,
     engine: &Engine,
@@ -53,20 +54,34 @@ pub async fn start(
     peers: Vec<SocketAddr>,
     open: bool,
 ) -> anyhow::Result<RunningApp> {
+    let data_dir = match s.config_path.clone() {
+        Some(path) => DataDirSaving::Setter(std::sync::Arc::new(move |dir| {
+            crate::config::write_data_dir(&path, dir)
+                .map(|()| format!("saved in {}; restart Kino to use it", path.display()))
+                .map_err(|e| format!("{e:#}"))
+        })),
+        None => DataDirSaving::Nowhere,
+    };
+    start_with(s, engine, sync, peers, open, data_dir).await
+}
+
+/// [`start`], saving a data folder chosen in the app as `data_dir` says (`kino demo` refuses
+/// to: it never changes the user's settings).
+pub async fn start_with(
+    s: &Settings,
+    engine: &Engine,
+    sync: Option<CatalogSync>,
+    peers: Vec<SocketAddr>,
+    open: bool,
+    data_dir: DataDirSaving,
+) -> anyhow::Result<RunningApp> {
     let app = WebApp::new(
         engine.clone(),
         AppOptions {
             token: None,
             peers,
             sync,
-            data_dir_setter: s.config_path.clone().map(|path| {
-                let setter: kino_server::DataDirSetter = std::sync::Arc::new(move |dir| {
-                    crate::config::write_data_dir(&path, dir)
-                        .map(|()| format!("saved in {}; restart Kino to use it", path.display()))
-                        .map_err(|e| format!("{e:#}"))
-                });
-                setter
-            }),
+            data_dir,
         },
     )?;
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), s.http_port);

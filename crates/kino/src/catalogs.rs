@@ -11,9 +11,12 @@ use anyhow::{Context, bail};
 use kino_catalog::library;
 use kino_catalog::sync::{CatalogSync, Refreshed};
 use kino_dht::{DhtConfig, LocalTestnet, PointerDht};
-use kino_engine::{Engine, EngineError};
+use kino_engine::Engine;
+
+use kino_core::Report;
 
 use crate::cli::{Settings, shutdown_signal};
+use crate::error::{user_error, user_error_from};
 use crate::format;
 
 /// `kino dht ...`.
@@ -64,10 +67,6 @@ pub struct SearchArgs {
     pub limit: usize,
 }
 
-fn user_error(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(EngineError::invalid(e.to_string()))
-}
-
 /// The DHT node for pointers, bound like the peer listener.
 pub fn start_dht(s: &Settings) -> anyhow::Result<PointerDht> {
     if !s.engine.dht {
@@ -99,13 +98,14 @@ async fn start_sync(s: &Settings) -> anyhow::Result<(Engine, CatalogSync)> {
         dht,
         engine.store().clone(),
         &s.engine.data_dir,
-    );
+    )
+    .with_tracker_policy(s.catalog_trackers);
     Ok((engine, sync))
 }
 
 /// `kino keygen -o FILE`.
 pub fn keygen(output: PathBuf) -> anyhow::Result<()> {
-    let key = kino_catalog::generate_key_file(&output).map_err(user_error)?;
+    let key = kino_catalog::generate_key_file(&output).map_err(user_error_from)?;
     eprintln!("wrote {} (keep it secret; mode 0600)", output.display());
     println!("{}", key.public_key().address());
     Ok(())
@@ -113,18 +113,21 @@ pub fn keygen(output: PathBuf) -> anyhow::Result<()> {
 
 /// `kino key show FILE`.
 pub fn key_show(file: PathBuf) -> anyhow::Result<()> {
-    let key = kino_catalog::load_key_file(&file).map_err(user_error)?;
+    let key = kino_catalog::load_key_file(&file).map_err(user_error_from)?;
     println!("{}", key.public_key().address());
     Ok(())
 }
 
 /// `kino publish --key FILE DIR`: publishes, then keeps seeding and republishing until Ctrl-C.
 pub async fn publish(s: Settings, a: PublishArgs) -> anyhow::Result<()> {
-    let key = kino_catalog::load_key_file(&a.key).map_err(user_error)?;
+    let key = kino_catalog::load_key_file(&a.key).map_err(user_error_from)?;
+    // A folder that cannot be signed (a seq the DHT cannot carry, a byte-order mark, a bad
+    // field) is refused before anything is signed, started or sent.
+    kino_catalog::check_catalog_dir(&a.dir).map_err(user_error_from)?;
     let (engine, sync) = start_sync(&s).await?;
     let result = async {
         let p = sync.publish(&key, &a.dir).await.map_err(|e| match e {
-            kino_catalog::sync::SyncError::Catalog(c) => user_error(c),
+            kino_catalog::sync::SyncError::Catalog(c) => user_error_from(c),
             other => other.into(),
         })?;
         println!("{}", key.public_key().address());
@@ -150,7 +153,7 @@ pub async fn publish(s: Settings, a: PublishArgs) -> anyhow::Result<()> {
                     tokio::select! {
                         _ = &mut shutdown => break,
                         r = sync.publish(&key, &a.dir) => if let Err(e) = r {
-                            eprintln!("republish failed: {e}");
+                            eprintln!("republish failed: {}", Report(&e));
                         }
                     }
                 }
@@ -184,7 +187,7 @@ fn print_refresh(address: &str, r: &Refreshed) {
 
 /// `kino subscribe ADDRESS|MAGNET`.
 pub async fn subscribe(s: Settings, target: String) -> anyhow::Result<()> {
-    let t = kino_catalog::parse_subscribe_target(&target).map_err(user_error)?;
+    let t = kino_catalog::parse_subscribe_target(&target).map_err(user_error_from)?;
     let (engine, sync) = start_sync(&s).await?;
     let result = async {
         library::subscribe(engine.store(), &t.key, t.salt.as_deref())?;
@@ -201,7 +204,7 @@ pub async fn subscribe(s: Settings, target: String) -> anyhow::Result<()> {
 
 /// `kino unsubscribe ADDRESS`.
 pub fn unsubscribe(s: Settings, address: String) -> anyhow::Result<()> {
-    let t = kino_catalog::parse_subscribe_target(&address).map_err(user_error)?;
+    let t = kino_catalog::parse_subscribe_target(&address).map_err(user_error_from)?;
     let store = s.open_store()?;
     if library::unsubscribe(&store, &t.key)? {
         println!("unsubscribed from {}", t.key.address());
@@ -256,7 +259,7 @@ async fn refresh_all(sync: &CatalogSync, store: &kino_store::Store) -> anyhow::R
             Ok(r) => print_refresh(&address, &r),
             Err(e) => {
                 failed += 1;
-                eprintln!("{address}: {e}");
+                eprintln!("{address}: {}", Report(&e));
             }
         }
     }
@@ -351,14 +354,17 @@ pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow
     let result = async {
         let resumed = engine.resume_shared().await?;
         let sync = match start_dht(&s) {
-            Ok(dht) => Some(CatalogSync::new(
-                engine.clone(),
-                dht,
-                engine.store().clone(),
-                &s.engine.data_dir,
-            )),
+            Ok(dht) => Some(
+                CatalogSync::new(
+                    engine.clone(),
+                    dht,
+                    engine.store().clone(),
+                    &s.engine.data_dir,
+                )
+                .with_tracker_policy(s.catalog_trackers),
+            ),
             Err(e) => {
-                eprintln!("catalogs are off: {e}");
+                eprintln!("catalogs are off: {e:#}");
                 None
             }
         };
@@ -407,7 +413,7 @@ pub async fn run_app(s: Settings, refresh_every: Duration, open: bool) -> anyhow
                         tokio::select! {
                             _ = &mut shutdown => break,
                             r = sync.republish() => if let Err(e) = r {
-                                eprintln!("republish: {e}");
+                                eprintln!("republish: {}", Report(&e));
                             }
                         }
                     }

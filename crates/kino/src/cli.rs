@@ -17,6 +17,7 @@ use kino_store::Store;
 
 use crate::GlobalArgs;
 use crate::config::Config;
+use crate::error::user_error;
 use crate::format;
 
 /// Everything a subcommand needs, from the config file and the flags.
@@ -26,6 +27,8 @@ pub struct Settings {
     pub http_port: u16,
     /// The config file in use (named with --config, or the default path).
     pub config_path: Option<PathBuf>,
+    /// Which trackers of catalog magnets are kept (`catalog.allow_local_trackers`).
+    pub catalog_trackers: kino_catalog::trackers::TrackerPolicy,
 }
 
 impl Settings {
@@ -52,26 +55,25 @@ impl Settings {
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !port_ok {
-                bail!(EngineError::invalid(format!(
+                bail!(user_error(format!(
                     "--dht-bootstrap {b:?}: expected HOST:PORT"
                 )));
             }
         }
         engine.local_discovery = net.local_discovery && !g.no_lsd;
         if !(1..=1024).contains(&net.request_window) {
-            bail!(EngineError::invalid(
+            bail!(user_error(
                 "network.request_window must be between 1 and 1024"
             ));
         }
         engine.peer_request_window = net.request_window;
+        engine.stream_idle_timeout = Duration::from_secs(cfg.http.stream_idle_timeout_secs.max(1));
         let s = &cfg.share;
         let upload = g.upload_limit.unwrap_or(s.upload_limit_kib);
         let ratio = g.ratio_limit.unwrap_or(s.ratio_limit);
         let cache = g.cache_limit.unwrap_or(s.cache_limit_mib);
         if !(ratio.is_finite() && ratio >= 0.0) {
-            bail!(EngineError::invalid(
-                "--ratio-limit must be a number of at least 0"
-            ));
+            bail!(user_error("--ratio-limit must be a number of at least 0"));
         }
         engine.share = SharePolicy {
             enabled: s.enabled && !g.no_share,
@@ -83,6 +85,9 @@ impl Settings {
             engine,
             http_port: g.http_port.unwrap_or(cfg.http.port),
             config_path: g.config.clone().or_else(Config::default_path),
+            catalog_trackers: kino_catalog::trackers::TrackerPolicy::from_allow_local(
+                cfg.catalog.allow_local_trackers,
+            ),
         })
     }
 
@@ -96,6 +101,9 @@ impl Settings {
 
     /// Opens the store and starts the engine.
     pub async fn start_engine(&self) -> anyhow::Result<Engine> {
+        // From here on a Ctrl-C or SIGTERM must reach the command's orderly shutdown, whenever
+        // it arrives.
+        listen_for_shutdown();
         let store = self.open_store()?;
         Ok(Engine::start(self.engine.clone(), store).await?)
     }
@@ -107,16 +115,6 @@ impl Settings {
             .await
             .with_context(|| format!("cannot listen on {addr}"))
     }
-}
-
-/// Whether an error is the user's input (exit code 2).
-pub fn is_user_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<EngineError>(),
-            Some(EngineError::InvalidInput(_))
-        )
-    })
 }
 
 fn parse_peer(s: &str) -> Result<SocketAddr, String> {
@@ -198,20 +196,61 @@ pub struct SeedArgs {
     pub piece_length: Option<u32>,
 }
 
-/// Waits for Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM, seen once for the whole process.
+static SHUTDOWN: std::sync::OnceLock<tokio_util::sync::CancellationToken> =
+    std::sync::OnceLock::new();
+
+/// Registers the Ctrl-C and SIGTERM handlers ([`Settings::start_engine`] calls it: every command
+/// that starts an engine shuts it down in order): from then on a signal is never lost and never
+/// kills Kino with the default action, even when it arrives while nothing is waiting for it
+/// (between two steps of a command); every later [`shutdown_signal`] sees it at once. Commands
+/// that start no engine keep the default action (Ctrl-C stops `kino create` at once). Returns
+/// the token that the signal cancels.
+pub fn listen_for_shutdown() -> tokio_util::sync::CancellationToken {
+    SHUTDOWN
+        .get_or_init(|| {
+            let token = tokio_util::sync::CancellationToken::new();
+            let cancel = token.clone();
+            #[cfg(unix)]
+            let (term, int) = {
+                use tokio::signal::unix::{SignalKind, signal};
+                (
+                    signal(SignalKind::terminate()).ok(),
+                    signal(SignalKind::interrupt()).ok(),
+                )
+            };
+            // The process's signal listener: it lives as long as the process.
+            tokio::spawn(async move {
+                #[cfg(unix)]
+                {
+                    let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                        match s {
+                            Some(mut s) => {
+                                s.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    if term.is_some() || int.is_some() {
+                        tokio::select! {
+                            _ = wait(term) => {}
+                            _ = wait(int) => {}
+                        }
+                        cancel.cancel();
+                        return;
+                    }
+                }
+                let _ = tokio::signal::ctrl_c().await;
+                cancel.cancel();
+            });
+            token
+        })
+        .clone()
+}
+
+/// Waits for Ctrl-C or SIGTERM (also one that arrived before this was called).
 pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    listen_for_shutdown().cancelled().await;
 }
 
 /// `kino seed`.
@@ -228,17 +267,15 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
         (info, root)
     } else {
         if !a.path.exists() {
-            bail!(EngineError::invalid(format!(
-                "{} does not exist",
-                a.path.display()
-            )));
+            bail!(user_error(format!("{} does not exist", a.path.display())));
         }
         let c = make_torrent(&a.path, a.piece_length)?;
         (c.info, c.content_root)
     };
     let engine = s.start_engine().await?;
     let source = TorrentSource::Metainfo(info.clone());
-    let torrent = engine
+    // The data is verified (read-only) before anything is announced.
+    let added = engine
         .add(
             &source,
             AddOptions {
@@ -246,7 +283,28 @@ pub async fn seed(s: Settings, a: SeedArgs) -> anyhow::Result<()> {
                 placement: Placement::SeedFrom(root.clone()),
             },
         )
-        .await?;
+        .await;
+    let torrent = match added {
+        Ok(t) => t,
+        Err(e) => {
+            engine.shutdown().await;
+            return Err(match e {
+                EngineError::DataMismatch {
+                    dir,
+                    matching,
+                    pieces,
+                    ..
+                } if is_torrent => user_error(format!(
+                    "the data in {} does not match {}: {matching} of {pieces} pieces match; \
+                     nothing was written (pass the folder that holds the torrent's content \
+                     with --data)",
+                    dir.display(),
+                    a.path.display()
+                )),
+                e => e.into(),
+            });
+        }
+    };
     println!("{}", info.magnet());
     match engine.listen_addr() {
         Some(addr) => println!("listening on {addr}"),
@@ -326,7 +384,7 @@ async fn play_inner(
     let file = match a.file {
         Some(n) if info.files.get(n).is_none_or(|f| f.padding) => {
             server.shutdown().await;
-            bail!(EngineError::invalid(format!(
+            bail!(user_error(format!(
                 "--file {n}: this torrent has files 0 to {}",
                 info.files.len().saturating_sub(1)
             )));
@@ -336,14 +394,15 @@ async fn play_inner(
             Some(f) => f.index,
             None => {
                 server.shutdown().await;
-                bail!(EngineError::invalid("this torrent has no playable file"));
+                bail!(user_error("this torrent has no playable file"));
             }
         },
     };
     let mut peers = a.peers.clone();
     peers.extend(seen);
-    let torrent = engine
-        .add(
+    // Added and pinned in one step: a film larger than the whole cache is not evicted.
+    let (torrent, guard) = engine
+        .add_for_playing(
             &TorrentSource::Metainfo(info),
             AddOptions {
                 peers,
@@ -353,7 +412,9 @@ async fn play_inner(
         .await?;
     let info = torrent.info();
     let ih = torrent.infohash();
-    let _guard = engine.play_guard(&ih)?;
+    if let Some(over) = guard.over_cache_limit() {
+        eprintln!("warning: {over}");
+    }
     engine.prepare_playback(&ih, file);
     let url = server.stream_url(&infohash_hex(&ih), file);
     println!("{url}");
@@ -420,24 +481,33 @@ async fn status_loop(
     let mut tick = tokio::time::interval(period);
     let started = tokio::time::Instant::now();
     let mut warned = false;
+    let mut told_problem = None;
     tokio::pin!(until);
     loop {
         tokio::select! {
             _ = &mut until => break,
             _ = tick.tick() => {}
         }
+        // A problem (a full disk) is said once when it starts, in place of the no-peer
+        // warning; the status line keeps showing it.
+        let problem = engine.transfer_status(ih).and_then(|t| t.problem);
+        if let Some(p) = problem.filter(|p| Some(*p) != told_problem) {
+            if tty {
+                eprintln!("\r\x1b[2K{}", p.message());
+            } else {
+                eprintln!("{}", p.message());
+            }
+        }
+        told_problem = problem;
         if !warned
+            && problem.is_none()
             && started.elapsed() > NO_PEER_WARNING
             && let Some(t) = engine.transfer_status(ih)
             && t.peers == 0
             && !t.finished
         {
             warned = true;
-            let msg = format!(
-                "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
-                 the DHT bootstrap nodes, or your network); still trying",
-                NO_PEER_WARNING.as_secs()
-            );
+            let msg = no_progress_message(&t);
             if tty {
                 eprintln!("\r\x1b[2K{msg}");
             } else {
@@ -468,13 +538,35 @@ async fn status_loop(
     }
 }
 
+/// What the status line says when no peer is connected and data is missing: that peers sent
+/// corrupt data, when that is why (a peer whose pieces fail verification is disconnected),
+/// else that no peer is reachable.
+fn no_progress_message(t: &kino_engine::TransferStatus) -> String {
+    match t.rejected_pieces {
+        0 => format!(
+            "no peer reachable after {} s: the swarm may be unreachable (check --peer, \
+             the DHT bootstrap nodes, or your network); still trying",
+            NO_PEER_WARNING.as_secs()
+        ),
+        n => format!(
+            "peers sent data that failed verification ({n} {} rejected, none of it played): \
+             the only peers found send corrupt data; still looking for others",
+            if n == 1 { "piece" } else { "pieces" }
+        ),
+    }
+}
+
 fn transfer_line(t: &kino_engine::TransferStatus) -> String {
+    // A problem takes the place of the peer count: peers do not help a full disk.
+    let peers = match t.problem {
+        Some(kino_engine::Problem::DiskFull) => "disk full".to_owned(),
+        _ => format!("peers {}", t.peers),
+    };
     format!(
-        "{:.0}% | down {} | up {} | peers {} | shared {}{}",
+        "{:.0}% | down {} | up {} | {peers} | shared {}{}",
         pct(t.have_bytes, t.total_bytes),
         format::rate(t.down_bps),
         format::rate(t.up_bps),
-        t.peers,
         format::bytes(t.uploaded_total),
         if t.sharing { "" } else { " (not sharing)" }
     )
@@ -502,6 +594,10 @@ pub struct FetchArgs {
     /// Give up when no byte arrives for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub stall_timeout: u64,
+    /// Replace files in the folder that have the torrent's names but not its data (without
+    /// this, such a file is never touched and the download is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `kino fetch`.
@@ -515,15 +611,34 @@ pub async fn fetch(s: Settings, a: FetchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot use {}", a.output.display()))?;
     let engine = s.start_engine().await?;
     let result = async {
-        let torrent = engine
+        let placement = if a.overwrite {
+            Placement::Replace(output.clone())
+        } else {
+            Placement::Download(output.clone())
+        };
+        let added = engine
             .add(
                 &source,
                 AddOptions {
                     peers: a.peers.clone(),
-                    placement: Placement::Download(output.clone()),
+                    placement,
                 },
             )
-            .await?;
+            .await;
+        let torrent = match added {
+            Ok(t) => t,
+            Err(EngineError::WouldOverwrite {
+                path,
+                matching,
+                pieces,
+            }) => bail!(user_error(format!(
+                "{} already exists and is not this torrent's data ({matching} of {pieces} \
+                 pieces match); nothing was written (pass --overwrite to replace it, or choose \
+                 another folder with -o)",
+                path.display()
+            ))),
+            Err(e) => return Err(e.into()),
+        };
         let ih = torrent.infohash();
         let bar = hashing_bar(torrent.info().total_len);
         bar.set_style(
@@ -538,7 +653,13 @@ pub async fn fetch(s: Settings, a: FetchArgs) -> anyhow::Result<()> {
         tokio::pin!(done);
         loop {
             tokio::select! {
-                r = &mut done => { r?; break; }
+                r = &mut done => match r {
+                    Ok(()) => break,
+                    Err(e @ EngineError::DiskFull { .. }) => {
+                        bail!("{e}, then run the same command again: it resumes")
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown_signal() => bail!("interrupted"),
             }
@@ -642,4 +763,23 @@ fn disk_usage(dir: &Path, cache: bool, metainfo: &[u8]) -> u64 {
         .filter_map(|f| std::fs::metadata(dir.join(&f.path)).ok())
         .map(|m| (m.blocks() * 512).min(m.len()))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_peers_are_named_instead_of_no_peer_reachable() {
+        let mut t = kino_engine::TransferStatus::default();
+        assert!(no_progress_message(&t).starts_with("no peer reachable after 30 s"));
+        t.rejected_pieces = 3;
+        let msg = no_progress_message(&t);
+        assert!(
+            msg.starts_with("peers sent data that failed verification (3 pieces rejected"),
+            "{msg}"
+        );
+        t.rejected_pieces = 1;
+        assert!(no_progress_message(&t).contains("(1 piece rejected"));
+    }
 }

@@ -1,12 +1,82 @@
 //! Kino's configuration: a TOML file at the XDG config path holds the defaults, and command
 //! line flags override it. `config.example.toml` at the repository root documents every key;
 //! a test keeps it complete.
+//!
+//! Mistakes in the configuration (a malformed file, a data folder that is a file) are
+//! [`ConfigError`]s: `main` prints them as one line and exits with code 2.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+/// A mistake in the user's configuration: one line that names the file or folder and what is
+/// wrong. The binary exits with code 2 for it (bad input).
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file is not valid TOML, or not a valid Kino config.
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the mistake, when known.
+        line: Option<usize>,
+        /// What is wrong, on one line.
+        message: String,
+    },
+    /// The data folder exists and is not a folder.
+    DataDirNotAFolder(PathBuf),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Invalid {
+                path,
+                line: Some(line),
+                message,
+            } => write!(f, "config file {}: line {line}: {message}", path.display()),
+            ConfigError::Invalid {
+                path,
+                line: None,
+                message,
+            } => write!(f, "config file {}: {message}", path.display()),
+            ConfigError::DataDirNotAFolder(p) => write!(
+                f,
+                "data folder {} is not a folder: pass --data-dir with a folder (or a path to create one)",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// A TOML error in `text` (the contents of `path`) as one line with its line number.
+    fn from_toml(
+        path: &Path,
+        text: &str,
+        message: &str,
+        span: Option<std::ops::Range<usize>>,
+    ) -> Self {
+        let line = span.map(|s| {
+            let before = text.as_bytes().get(..s.start).unwrap_or(text.as_bytes());
+            before.iter().filter(|&&b| b == b'\n').count() + 1
+        });
+        let message = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -20,6 +90,16 @@ pub struct Config {
     pub share: ShareConfig,
     /// The local HTTP server.
     pub http: HttpConfig,
+    /// Catalogs.
+    pub catalog: CatalogConfig,
+}
+
+/// Catalogs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Keep trackers on loopback, private and link-local addresses named by catalog magnets.
+    pub allow_local_trackers: bool,
 }
 
 /// Peer connections.
@@ -55,11 +135,22 @@ pub struct ShareConfig {
 }
 
 /// The local HTTP server.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
+    /// Seconds a stream connection may ask for nothing before its reader slot is given back.
+    pub stream_idle_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            port: 0,
+            stream_idle_timeout_secs: kino_engine::DEFAULT_STREAM_IDLE_TIMEOUT.as_secs(),
+        }
+    }
 }
 
 impl Default for NetworkConfig {
@@ -103,7 +194,7 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text)
-                .with_context(|| format!("invalid config file {}", path.display())),
+                .map_err(|e| ConfigError::from_toml(&path, &text, e.message(), e.span()).into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 Ok(Config::default())
             }
@@ -111,9 +202,13 @@ impl Config {
         }
     }
 
-    /// The data folder: configured, else `$XDG_DATA_HOME/kino`.
+    /// The data folder: configured, else `$XDG_DATA_HOME/kino`. A configured path that
+    /// exists and is not a folder is a [`ConfigError`].
     pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
+            if std::fs::metadata(d).is_ok_and(|m| !m.is_dir()) {
+                return Err(ConfigError::DataDirNotAFolder(d.clone()).into());
+            }
             return Ok(d.clone());
         }
         directories::ProjectDirs::from("", "", "kino")
@@ -137,13 +232,27 @@ pub fn write_data_dir(path: &Path, data_dir: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("cannot edit {}: it is not valid TOML", path.display()))?;
-    doc["data_dir"] = toml_edit::value(dir);
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::from_toml(path, &text, e.message(), e.span())
+    })?;
+    // Replace the value only, keeping its decor: the comment after it on its line
+    // (`data_dir = "/x" # my note`) and the spaces around it.
+    match doc.get_mut("data_dir").and_then(|i| i.as_value_mut()) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = toml_edit::Value::from(dir);
+            *old.decor_mut() = decor;
+        }
+        None => doc["data_dir"] = toml_edit::value(dir),
+    }
     let out = doc.to_string();
-    toml::from_str::<Config>(&out)
-        .with_context(|| format!("{} would become invalid", path.display()))?;
+    toml::from_str::<Config>(&out).map_err(|e| {
+        anyhow::anyhow!(
+            "{} would become invalid: {}",
+            path.display(),
+            e.message().trim()
+        )
+    })?;
     let parent = path.parent().context("the config path has no folder")?;
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -204,6 +313,8 @@ mod tests {
             "ratio_limit",
             "cache_limit_mib",
             "port",
+            "stream_idle_timeout_secs",
+            "allow_local_trackers",
         ] {
             assert!(
                 text.lines()
@@ -211,6 +322,52 @@ mod tests {
                 "config.example.toml lacks {key}"
             );
         }
+        Ok(())
+    }
+
+    /// Issue 12, D21: a settings change dropped the comment after the value it replaced.
+    #[test]
+    fn inline_comments_survive_a_settings_change() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "# Kino\n# where films go:\ndata_dir = \"/x\" # my note\n\n[share]\nratio_limit = 2.0 # keep\n",
+        )?;
+        write_data_dir(&path, Path::new("/srv/films"))?;
+        assert_eq!(
+            std::fs::read_to_string(&path)?,
+            "# Kino\n# where films go:\ndata_dir = \"/srv/films\" # my note\n\n[share]\nratio_limit = 2.0 # keep\n"
+        );
+        assert_eq!(
+            Config::load(Some(&path))?.data_dir,
+            Some(PathBuf::from("/srv/films"))
+        );
+        Ok(())
+    }
+
+    /// Issue 12, D22: a malformed config file is one line naming the file, the line and
+    /// what is wrong, and a user error.
+    #[test]
+    fn malformed_config_is_one_line_with_its_line_number() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# mine\n[share]\nratio_limit\n")?;
+        let e = Config::load(Some(&path)).expect_err("malformed");
+        let text = format!("{e:#}");
+        assert!(crate::error::is_user_error(&e), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with(&format!("config file {}: line 3: ", path.display())),
+            "{text}"
+        );
+        std::fs::write(&path, "[share]\nenabeld = false\n")?;
+        let text = format!("{:#}", Config::load(Some(&path)).expect_err("unknown key"));
+        assert!(
+            text.contains("line 2: ") && text.contains("enabeld"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
         Ok(())
     }
 

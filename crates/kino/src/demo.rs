@@ -286,8 +286,17 @@ pub async fn run(s: Settings, a: DemoArgs) -> anyhow::Result<()> {
         }
         fetched.context("the viewer could not fetch the demo catalog")?;
 
-        let web = crate::app::start(&viewer_cfg, &viewer, Some(sync), vec![seeder_addr], a.open)
-            .await?;
+        // The demo never changes the user's settings: the app refuses to save a data folder
+        // (the config file in use is the user's own).
+        let web = crate::app::start_with(
+            &viewer_cfg,
+            &viewer,
+            Some(sync),
+            vec![seeder_addr],
+            a.open,
+            kino_server::DataDirSaving::Demo,
+        )
+        .await?;
         println!(
             "Kino demo: {} titles from the demo publisher {} (catalog seq {}), films seeded at {seeder_addr}",
             published.titles,

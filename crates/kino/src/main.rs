@@ -1,5 +1,7 @@
 //! The `kino` command: parses arguments, loads the config, runs a subcommand, and maps errors
-//! to exit codes (2 for bad input, 1 for everything else). The work lives in the library
+//! to exit codes (2 for bad input: any error of the chain whose kind is
+//! [`kino_core::ErrorKind::UserInput`], see [`error`]; 1 for everything else), printed as one
+//! `kino: ...` line. The work lives in the library
 //! crates; the subcommands in [`cli`] only wire them together.
 
 mod app;
@@ -7,6 +9,7 @@ mod catalogs;
 mod cli;
 mod config;
 mod demo;
+mod error;
 mod format;
 mod update;
 
@@ -140,7 +143,36 @@ enum Command {
 /// (thumbnails, `spawn_blocking`) is short.
 const MAX_BLOCKING_THREADS: usize = 8;
 
+/// Raises the soft limit on open files to the hard limit, where the system allows it. The
+/// engine opens a torrent's files lazily and keeps few open, but peers' sockets, the database
+/// and every torrent Kino seeds add up, and the usual soft limit (1024) is low for that.
+/// Best effort: on failure the limit stays as it was.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through the pointer, which is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one `rlimit` through the pointer, which is valid for reads.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
+
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -206,12 +238,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kino: {e:#}");
-            if cli::is_user_error(&e) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            eprintln!("{}", error::report_line(&e));
+            error::exit_code(&e)
         }
     }
 }

@@ -4,13 +4,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use kino_engine::{Engine, EngineError};
+use kino_engine::Engine;
 use kino_update::keys::KeyFile;
 use kino_update::p2p::UpdateSync;
 use kino_update::release::{self, Artifact, PublishOptions, RoleSpec, RootSpec};
 use kino_update::{ClientConfig, UpdateClient, UpdateError, Version};
 
+use kino_core::Report;
+
 use crate::cli::{Settings, shutdown_signal};
+use crate::error::user_error;
 
 /// The setting under which the running app records a verified update (shown by the web app).
 pub const UPDATE_AVAILABLE_SETTING: &str = "update.available";
@@ -41,10 +44,10 @@ pub async fn app_check(sync: &UpdateSync, store: &kino_store::Store) {
             }
             let _ = store.set_setting(UPDATE_AVAILABLE_SETTING, msg.as_deref().unwrap_or(""));
             if let Err(e) = sync.republish().await {
-                eprintln!("update pointer republish: {e}");
+                eprintln!("update pointer republish: {}", Report(&e));
             }
         }
-        Err(e) => eprintln!("update check: {e}"),
+        Err(e) => eprintln!("update check: {}", Report(&e)),
     }
 }
 
@@ -138,17 +141,9 @@ pub struct PublishArgs {
     pub artifacts: Vec<PathBuf>,
 }
 
-fn user_error(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(EngineError::invalid(e.to_string()))
-}
-
+/// An update error as an [`anyhow::Error`]; its [`UpdateError::kind`] decides the exit code.
 fn update_error(e: UpdateError) -> anyhow::Error {
-    match e {
-        UpdateError::Usage(_) | UpdateError::Key { .. } | UpdateError::NoTrustedRoot => {
-            user_error(e)
-        }
-        other => anyhow::Error::new(other),
-    }
+    anyhow::Error::new(e)
 }
 
 fn client(s: &Settings) -> anyhow::Result<UpdateClient> {

@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -17,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::{KinoProcess, kino_dht};
+use kino_catalog::library;
+use kino_catalog::sync::{CatalogSync, SyncError};
 use kino_catalog::{CatalogSignature, PublisherSecretKey, sign_catalog_dir};
-use kino_dht::{DhtConfig, PointerDht};
+use kino_dht::{DhtConfig, LocalTestnet, PointerDht};
 use kino_engine::Engine;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -592,33 +595,55 @@ impl Stager {
     }
 
     /// Seeds `folder` as a torrent, puts a pointer to it signed by `key` with `seq`, and
-    /// announces the seeding engine as its peer.
+    /// announces the seeding engine as its peer. Returns the torrent's infohash.
     fn stage(
         &self,
         dht: &PointerDht,
         key: &PublisherSecretKey,
         folder: &Path,
         seq: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<[u8; 20]> {
         self.rt.block_on(async {
             let created = kino_engine::create::create_torrent(folder, None, |_, _| {})?;
             let ih = created.info.infohash;
             tokio::time::timeout(Duration::from_secs(60), self.engine.seed_created(&created))
                 .await
                 .context("seeding did not start within 60 s")??;
-            let put = dht
-                .publish(key.signing_key(), None, ih.0, seq, None)
-                .await?;
-            ensure!(put.stored_at > 0, "no DHT node stored the pointer");
+            put_pointer(dht, key, ih.0, seq).await?;
             let port = common::engine_addr(&self.engine)?.port();
             dht.announce_peer(ih.0, port).await?;
-            Ok(())
+            Ok(ih.0)
         })
+    }
+
+    /// Puts a pointer to `infohash` signed by `key` with `seq`, and nothing else: the
+    /// publisher's own key signs it, so it is as genuine as one `kino publish` puts.
+    fn put_pointer(
+        &self,
+        dht: &PointerDht,
+        key: &PublisherSecretKey,
+        infohash: [u8; 20],
+        seq: i64,
+    ) -> anyhow::Result<()> {
+        self.rt.block_on(put_pointer(dht, key, infohash, seq))
     }
 
     fn shutdown(self) -> anyhow::Result<()> {
         self.rt.block_on(common::shutdown_checked(self.engine))
     }
+}
+
+async fn put_pointer(
+    dht: &PointerDht,
+    key: &PublisherSecretKey,
+    infohash: [u8; 20],
+    seq: i64,
+) -> anyhow::Result<()> {
+    let put = dht
+        .publish(key.signing_key(), None, infohash, seq, None)
+        .await?;
+    ensure!(put.stored_at > 0, "no DHT node stored the pointer");
+    Ok(())
 }
 
 /// A copy of the sample folder, with catalog.json edited, signed by `key` with the library.
@@ -810,6 +835,33 @@ fn refusals_index_nothing() -> anyhow::Result<()> {
         &|_| vec!["the catalog says seq 5 but its DHT pointer says seq 9".into()],
     )?;
 
+    case(
+        "unsigned",
+        5,
+        &|dir, key| {
+            signed_sample(dir, key, &[])?;
+            std::fs::remove_file(dir.join("catalog.sig"))?;
+            Ok(())
+        },
+        &|_| vec!["unsigned catalog: catalog.sig is missing (sign it with kino publish)".into()],
+    )?;
+    case(
+        "bidi-override-in-a-title",
+        5,
+        &|dir, key| {
+            copy_sample(dir)?;
+            edit_catalog(dir, &[("\"Test Pattern\"", "\"Film\u{202E}4pm.exe\"")])?;
+            sign_raw(dir, key)
+        },
+        &|_| {
+            vec![
+                "titles[0].title: contains the bidirectional control character U+202E \
+                 (RIGHT-TO-LEFT OVERRIDE)"
+                    .into(),
+            ]
+        },
+    )?;
+
     // All subscribers at once, each with its own data folder.
     let mut running = Vec::new();
     for c in &cases {
@@ -828,7 +880,7 @@ fn refusals_index_nothing() -> anyhow::Result<()> {
     let address = key.public_key().address();
     let v6 = staged.join("v6");
     signed_sample(&v6, &key, &[("\"seq\": 5", "\"seq\": 6")])?;
-    stager.stage(&dht, &key, &v6, 6)?;
+    let v6_ih = stager.stage(&dht, &key, &v6, 6)?;
     let held = root.join("sub").join("held");
     assert_indexed(&subscribe(&held, &bs, &address)?, &address, 6);
 
@@ -886,6 +938,9 @@ fn refusals_index_nothing() -> anyhow::Result<()> {
     assert_eq!(search(&held, &["pattern"], None)?, ["Test Pattern"]);
     let row = catalogs_row(&held, &address)?;
     assert!(row.seq == Some(6) && row.line.contains(want), "{row:?}");
+    // Of the refused torrent nothing is left; the held folder is all there is.
+    let folders = held_folders(&held, &key)?;
+    assert_eq!(folders, [hex::encode(v6_ih)], "catalog folders");
 
     // Back on the honest network, the held catalog is still current.
     let out = refresh(&held, &bs)?;
@@ -901,5 +956,333 @@ fn refusals_index_nothing() -> anyhow::Result<()> {
     stager.shutdown()?;
     net2.stop()?;
     net.stop()?;
+    Ok(())
+}
+
+/// The names of the folders under `data/catalogs/<publisher>` (one per catalog torrent kept),
+/// sorted; none when that folder does not exist.
+fn held_folders(data: &Path, key: &PublisherSecretKey) -> anyhow::Result<Vec<String>> {
+    let dir = data.join("catalogs").join(key.public_key().to_hex());
+    let mut names = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(rd) => {
+            for e in rd {
+                names.push(e?.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Every file under `dir` with its bytes, by path relative to `dir`.
+fn tree(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                out.insert(
+                    path.strip_prefix(root)?.to_path_buf(),
+                    std::fs::read(&path)?,
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
+
+/// What a subscriber holds of one publisher's catalog: its database row, its titles, the
+/// engine's record of its torrent, and its folder byte for byte.
+#[derive(Debug, PartialEq)]
+struct HeldState {
+    catalog: library::HeldCatalog,
+    titles: Vec<library::TitleHit>,
+    /// The engine's record of the torrent, but its transfer counters.
+    torrent: (String, Vec<u8>, PathBuf, kino_store::TorrentKind, bool),
+    files: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+impl HeldState {
+    /// Reads it while no `kino` process runs in `data`.
+    fn read(data: &Path, key: &PublisherSecretKey) -> anyhow::Result<HeldState> {
+        let store = kino_store::Store::open(&data.join("kino.sqlite3"))?;
+        let catalog = library::held(&store, &key.public_key())?.context("no catalog held")?;
+        let titles = library::search(&store, "", None, 100)?;
+        let t = store
+            .torrent(&catalog.infohash)?
+            .context("the engine has no record of the held catalog's torrent")?;
+        let torrent = (
+            t.infohash,
+            t.metainfo,
+            t.output_dir,
+            t.kind,
+            t.share_stopped,
+        );
+        let root = data
+            .join("catalogs")
+            .join(key.public_key().to_hex())
+            .join(&catalog.infohash);
+        let files = tree(&root)?;
+        ensure!(
+            files.keys().any(|p| p.ends_with("catalog.json")),
+            "no catalog.json under {}: {:?}",
+            root.display(),
+            files.keys().collect::<Vec<_>>()
+        );
+        Ok(HeldState {
+            catalog,
+            titles,
+            torrent,
+            files,
+        })
+    }
+}
+
+/// Issue 12, D2: the publisher's genuinely signed pointer says seq 12 but names the torrent
+/// of the held seq 11. The refresh refuses it with the reason, and the refusal touches
+/// nothing held: the folder is byte-identical, the torrent is still the engine's to seed,
+/// the database rows are unchanged (only the subscription's last error says what happened).
+#[test]
+fn a_refused_update_keeps_the_held_catalog() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut net = Testnet::start(&root.join("testnet"), 30, None)?;
+    let bs = net.addr.clone();
+    let stager = Stager::new(&root.join("stager"))?;
+    let dht = stager.dht(&bs)?;
+
+    let key = PublisherSecretKey::generate()?;
+    let address = key.public_key().address();
+    let v11 = root.join("staged").join("v11");
+    signed_sample(&v11, &key, &[("\"seq\": 5", "\"seq\": 11")])?;
+    let ih = stager.stage(&dht, &key, &v11, 11)?;
+    let held = root.join("held");
+    assert_indexed(&subscribe(&held, &bs, &address)?, &address, 11);
+    let before = HeldState::read(&held, &key)?;
+    assert_eq!(before.catalog.infohash, hex::encode(ih));
+
+    stager.put_pointer(&dht, &key, ih, 12)?;
+    let out = refresh(&held, &bs)?;
+    assert_eq!(out.code, Some(1), "the refresh should be refused: {out}");
+    let want = "refused: the catalog says seq 11 but its DHT pointer says seq 12";
+    assert!(out.stderr.contains(want), "stderr lacks {want:?}: {out}");
+
+    let after = HeldState::read(&held, &key)?;
+    assert!(
+        before.files == after.files,
+        "the held folder changed: {:?} -> {:?}",
+        before.files.keys().collect::<Vec<_>>(),
+        after.files.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(before, after, "what is held changed");
+    assert_eq!(held_folders(&held, &key)?, [hex::encode(ih)]);
+    // `kino status` lists it as seeding.
+    let mut cmd = kino_dht(&held, &[])?;
+    cmd.arg("status");
+    let status = run(cmd, "kino status", QUICK_LIMIT)?;
+    assert!(
+        status.ok()
+            && status
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(&hex::encode(ih)) && l.contains(" seed ")),
+        "the held catalog is not seeding: {status}"
+    );
+    assert_eq!(search(&held, &["pattern"], None)?, ["Test Pattern"]);
+    let row = catalogs_row(&held, &address)?;
+    assert!(row.seq == Some(11) && row.line.contains(want), "{row:?}");
+
+    drop(dht);
+    stager.shutdown()?;
+    net.stop()?;
+    Ok(())
+}
+
+/// Issue 12, D10: a catalog magnet whose `tr=` trackers are on loopback and private
+/// addresses. With the default config the subscriber stores (and so plays) the magnet
+/// without them; with `catalog.allow_local_trackers = true` it keeps them.
+#[test]
+fn catalog_trackers_on_private_addresses_are_dropped() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut net = Testnet::start(&root.join("testnet"), 30, None)?;
+    let bs = net.addr.clone();
+    let stager = Stager::new(&root.join("stager"))?;
+    let dht = stager.dht(&bs)?;
+
+    let key = PublisherSecretKey::generate()?;
+    let address = key.public_key().address();
+    let plain = "magnet:?xt=urn:btih:89abcdef0123456789abcdef0123456789abcdef\
+                 &dn=test-pattern-480p.webm";
+    let public = "&tr=udp://tracker.invalid:6969/announce";
+    let local = "&tr=udp%3A%2F%2F127.0.0.1%3A6969%2Fannounce&tr=http://192.168.1.1:8000/a\
+                 &tr=http://[::1]/announce&tr=http://localhost:9/a";
+    let magnet = format!("{plain}{local}{public}");
+    let folder = root.join("staged").join("trackers");
+    signed_sample(
+        &folder,
+        &key,
+        &[(&format!("\"{plain}\""), &format!("\"{magnet}\""))],
+    )?;
+    stager.stage(&dht, &key, &folder, 5)?;
+
+    let stored_magnet = |data: &Path| -> anyhow::Result<String> {
+        let store = kino_store::Store::open(&data.join("kino.sqlite3"))?;
+        let hits = library::search(&store, "pattern", None, 10)?;
+        let hit = hits.first().context("Test Pattern is not indexed")?;
+        let title: kino_catalog::Title = serde_json::from_str(&hit.entry_json)?;
+        title.streams[1]
+            .magnet
+            .clone()
+            .context("the second stream has no magnet")
+    };
+
+    let default = root.join("default");
+    let out = subscribe(&default, &bs, &address)?;
+    assert_indexed(&out, &address, 5);
+    assert_eq!(stored_magnet(&default)?, format!("{plain}{public}"));
+    assert!(
+        out.stderr.contains(
+            "titles[0].streams[1].magnet: dropped the tracker \"udp://127.0.0.1:6969/announce\""
+        ),
+        "no warning about the dropped tracker: {out}"
+    );
+
+    let allowing = root.join("allowing");
+    std::fs::create_dir_all(&allowing)?;
+    std::fs::write(
+        allowing.join("config.toml"),
+        "[catalog]\nallow_local_trackers = true\n",
+    )?;
+    assert_indexed(&subscribe(&allowing, &bs, &address)?, &address, 5);
+    assert_eq!(stored_magnet(&allowing)?, magnet);
+
+    drop(dht);
+    stager.shutdown()?;
+    net.stop()?;
+    Ok(())
+}
+
+/// Issue 12, D18: a genuinely signed pointer to a torrent nobody seeds (its only announced
+/// peer is gone). The download fails and leaves no folder and no torrent record behind.
+#[test]
+fn a_catalog_without_seeders_leaves_no_folder() -> anyhow::Result<()> {
+    let _serial = serial();
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("viewer");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let testnet = LocalTestnet::start(16)?;
+        let engine = common::engine(&data, |c| c.metadata_timeout = Duration::from_secs(3)).await?;
+        let key = PublisherSecretKey::generate()?;
+        let nobody_seeds = [0x5a; 20];
+        let publisher = PointerDht::new(testnet.client_config())?;
+        put_pointer(&publisher, &key, nobody_seeds, 1).await?;
+        // A peer that went away: the DHT still lists it, nothing answers on its port.
+        let gone = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        publisher.announce_peer(nobody_seeds, gone).await?;
+
+        let sync = CatalogSync::new(
+            engine.clone(),
+            PointerDht::new(testnet.client_config())?,
+            engine.store().clone(),
+            &data,
+        );
+        library::subscribe(engine.store(), &key.public_key(), None)?;
+        // The engine has no DHT of its own here, so it gives up once the announced peer
+        // failed, instead of at the metadata timeout: the same failed download either way.
+        match sync.refresh(&key.public_key(), None).await {
+            Ok(r) => bail!("a catalog nobody seeds was fetched: {r:?}"),
+            Err(SyncError::Engine(e)) => eprintln!("refresh failed as expected: {e}"),
+            Err(e) => bail!("the refresh failed, but not for want of a seeder: {e}"),
+        }
+        assert_eq!(held_folders(&data, &key)?, Vec::<String>::new());
+        assert!(
+            !data
+                .join("catalogs")
+                .join(key.public_key().to_hex())
+                .exists(),
+            "the publisher's empty catalog folder was left behind"
+        );
+        let hex = hex::encode(nobody_seeds);
+        assert!(
+            engine.store().torrent(&hex)?.is_none(),
+            "a torrent record was left"
+        );
+        assert!(library::held(engine.store(), &key.public_key())?.is_none());
+
+        drop((sync, publisher));
+        common::shutdown_checked(engine).await?;
+        testnet.shutdown(Duration::from_secs(5)).await;
+        Ok(())
+    })
+}
+
+/// Issue 12, D12: `kino publish` of a catalog whose seq is above i64::MAX (the DHT's seq is a
+/// signed 64-bit number) exits 2 with the reason, before signing: no catalog.sig is written
+/// and nothing is started (the DHT bootstrap given is a closed loopback port).
+#[test]
+fn seq_above_i64_max_is_refused_before_signing() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let key = root.join("publisher.key");
+    kino_catalog::generate_key_file(&key)?;
+    let folder = root.join("catalog");
+    copy_sample(&folder)?;
+    edit_catalog(&folder, &[("\"seq\": 5", "\"seq\": 9223372036854775808")])?;
+    let closed = format!("127.0.0.1:{}", free_udp_port()?);
+    let mut cmd = kino_dht(&root.join("publisher"), &[&closed])?;
+    cmd.arg("publish").arg("--key").arg(&key).arg(&folder);
+    let out = run(cmd, "kino publish", QUICK_LIMIT)?;
+    assert_eq!(out.code, Some(2), "bad input exits 2: {out}");
+    let want = "seq: 9223372036854775808 is too large: a catalog seq can be at most \
+                9223372036854775807";
+    assert!(out.stderr.contains(want), "stderr lacks {want:?}: {out}");
+    assert!(!folder.join("catalog.sig").exists(), "signed anyway: {out}");
+    Ok(())
+}
+
+/// Issue 12, D19: `kino publish` of a catalog.json saved with a UTF-8 byte-order mark says
+/// so (not "expected value at line 1 column 1"), exits 2 and signs nothing.
+#[test]
+fn bom_and_missing_signature_have_clear_errors() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let key = root.join("publisher.key");
+    kino_catalog::generate_key_file(&key)?;
+    let folder = root.join("catalog");
+    copy_sample(&folder)?;
+    let json = folder.join("catalog.json");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(std::fs::read(&json)?);
+    std::fs::write(&json, bytes)?;
+    let closed = format!("127.0.0.1:{}", free_udp_port()?);
+    let mut cmd = kino_dht(&root.join("publisher"), &[&closed])?;
+    cmd.arg("publish").arg("--key").arg(&key).arg(&folder);
+    let out = run(cmd, "kino publish", QUICK_LIMIT)?;
+    assert_eq!(out.code, Some(2), "bad input exits 2: {out}");
+    assert_eq!(
+        out.stderr.trim(),
+        "kino: catalog.json starts with a UTF-8 byte-order mark; save it without BOM",
+        "{out}"
+    );
+    assert!(!folder.join("catalog.sig").exists(), "signed anyway: {out}");
+    // The missing catalog.sig of a received catalog: the "unsigned" case of
+    // `refusals_index_nothing`.
     Ok(())
 }

@@ -564,6 +564,80 @@ fn malformed_inputs_exit_2() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 12, D22: a malformed config file exited 1 with a multi-line message. It is one
+/// `kino: config file PATH: line N: ...` line and exit code 2, before anything starts.
+#[test]
+fn malformed_config_is_one_line_and_exit_2() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("data");
+    let cfg = data.join("config.toml");
+    for (text, line) in [
+        ("# mine\n[share]\nratio_limit\n", 3),
+        ("[share]\nratio_limit = \"two\"\n", 2),
+        ("[network]\nlisten_port = 80\nlisten_port = 81\n", 3),
+        ("[share\n", 1),
+    ] {
+        let mut c = kino_quiet(&data);
+        std::fs::write(&cfg, text)?;
+        c.env("KINO_CONFIG", &cfg).arg("status");
+        let out = run_bounded(c, QUICK)?;
+        assert_user_error(&out, text, true);
+        let want = format!("kino: config file {}: line {line}: ", cfg.display());
+        assert!(out.stderr.starts_with(&want), "{text:?}: {out:?}");
+        assert!(
+            !data.join("kino.sqlite3").exists(),
+            "{text:?}: the store was opened"
+        );
+    }
+    Ok(())
+}
+
+/// Issue 12, D22: a `--data-dir` that is a regular file exited 1 with a multi-line message.
+/// It is one line naming the path, exit code 2, and the file is untouched.
+#[test]
+fn data_dir_that_is_a_file_is_one_line_and_exit_2() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("data");
+    let file = root.path().join("not-a-folder");
+    std::fs::write(&file, b"mine")?;
+    for args in [&["status"][..], &["catalogs"][..], &[][..]] {
+        // `kino --data-dir FILE ...` with an empty config and loopback-only flags.
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+        c.arg("--data-dir")
+            .arg(&file)
+            .args([
+                "--no-dht",
+                "--no-lsd",
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+            ])
+            .args(args)
+            .env("KINO_CONFIG", {
+                std::fs::create_dir_all(&data)?;
+                let cfg = data.join("config.toml");
+                std::fs::write(&cfg, "")?;
+                cfg
+            })
+            .env("XDG_CONFIG_HOME", data.join("config-home"))
+            .env_remove("KINO_DATA_DIR")
+            .env_remove("KINO_LOG");
+        let out = run_bounded(c, QUICK)?;
+        let what = format!("kino {args:?} --data-dir FILE");
+        assert_user_error(&out, &what, true);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "kino: data folder {} is not a folder",
+                file.display()
+            )),
+            "{what}: {out:?}"
+        );
+        assert_eq!(std::fs::read(&file)?, b"mine", "{what}");
+    }
+    Ok(())
+}
+
 /// A refused `--file` leaves nothing behind: no database row, no cache folder.
 /// `network.request_window` out of range is refused before anything starts (0 would make
 /// librqbit request nothing; huge windows defeat the point of the setting).
@@ -761,6 +835,158 @@ fn hostile_file_names_are_refused() -> anyhow::Result<()> {
     let out = run_bounded(c, QUICK)?;
     assert_eq!(out.code, Some(1), "control torrent: {out:?}");
     assert!(out.stderr.contains("swarm is unreachable"), "{out:?}");
+    Ok(())
+}
+
+/// A `.torrent` whose info dict has these entries, encoded by hand (the `B` writer cannot
+/// hold integers beyond `i64`).
+fn raw_torrent(info_entries: &str) -> Vec<u8> {
+    format!("d4:infod{info_entries}ee").into_bytes()
+}
+
+/// `kino play` and `kino fetch` of `torrent` both refuse it: exit 2, one line that contains
+/// `want`.
+fn assert_refused(root: &Path, name: &str, torrent: &[u8], want: &str) -> anyhow::Result<()> {
+    let path = root.join(name);
+    std::fs::write(&path, torrent)?;
+    let data = root.join("data");
+    for cmd in ["play", "fetch"] {
+        let mut c = kino_quiet(&data);
+        c.arg(cmd).arg(&path);
+        if cmd == "fetch" {
+            c.arg("-o").arg(root.join("out"));
+        }
+        let out = run_bounded(c, QUICK)?;
+        assert_user_error(&out, &format!("{cmd} {name}"), true);
+        assert!(
+            out.stderr.contains(want),
+            "{cmd} {name}: want {want:?}: {out:?}"
+        );
+    }
+    assert!(
+        !root.join("out").exists(),
+        "{name}: fetch created its output"
+    );
+    Ok(())
+}
+
+/// Lengths beyond `u64` (librqbit's parser alone reads 2^64 + 5 as 5 bytes) and piece
+/// lengths beyond `u32` are refused at parse time, naming the field.
+#[test]
+fn torrent_lengths_beyond_u64_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hashes = "h".repeat(20);
+    assert_refused(
+        tmp.path(),
+        "huge.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi18446744073709551621e4:name5:a.bin12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "info.length: an integer outside the range of a signed 64-bit number",
+    )?;
+    // 2^32 + 16384: as a u32 it would be 16384.
+    assert_refused(
+        tmp.path(),
+        "wide-pieces.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi100e4:name5:a.bin12:piece lengthi4294983680e6:pieces20:{hashes}"
+        )),
+        "info.piece length 4294983680 is out of range",
+    )?;
+    // Three files of 2^63 - 1 bytes: each fits, their sum does not.
+    let big = i64::MAX;
+    let files: String = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("d6:lengthi{big}e4:pathl1:{n}ee"))
+        .collect();
+    assert_refused(
+        tmp.path(),
+        "sum.torrent",
+        &raw_torrent(&format!(
+            "5:filesl{files}e4:name4:film12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "the file lengths add up to more than 2^64 bytes",
+    )?;
+    // Duplicate keys: which value a parser takes is up to the parser.
+    assert_refused(
+        tmp.path(),
+        "dup.torrent",
+        &raw_torrent(&format!(
+            "6:lengthi100e6:lengthi5e4:name5:a.bin12:piece lengthi16384e6:pieces20:{hashes}"
+        )),
+        "info.length: a dictionary key that appears twice",
+    )?;
+    Ok(())
+}
+
+/// A file that is also the folder of another (`a` and `a/b.mp4`) is refused at parse time
+/// (it used to fail later with "File exists", exit 1).
+#[test]
+fn a_file_that_is_also_a_folder_is_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let file = |path: &[&str]| {
+        B::Dict(vec![
+            ("length", B::Int(10)),
+            ("path", B::List(path.iter().map(bs).collect())),
+        ])
+    };
+    let info = B::Dict(vec![
+        ("name", bs("film")),
+        ("files", B::List(vec![file(&["a"]), file(&["a", "b.mp4"])])),
+        ("piece length", B::Int(16384)),
+        ("pieces", B::Bytes(vec![7; 20])),
+    ]);
+    assert_refused(
+        tmp.path(),
+        "file-and-folder.torrent",
+        &torrent_bytes(info),
+        r#""a" is a file and also the folder of "a/b.mp4""#,
+    )
+}
+
+/// Bidirectional-text controls in a torrent name (U+202E shows `film\u{202e}4pm.exe` as
+/// `filmexe.mp4`) and C1 controls are refused, and never printed raw.
+#[test]
+fn bidi_and_c1_controls_in_torrent_names_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for (i, name) in ["film\u{202e}4pm.exe", "a\u{2067}b.mp4", "a\u{9b}2Jb.mp4"]
+        .iter()
+        .enumerate()
+    {
+        let torrent = torrent_bytes(single_file_info(name.as_bytes(), 100, 16384, 20));
+        let want = if i < 2 {
+            "bidirectional text controls"
+        } else {
+            "control characters"
+        };
+        assert_refused(tmp.path(), &format!("name{i}.torrent"), &torrent, want)?;
+    }
+    // What reached the terminal: no raw control of either kind.
+    let path = tmp.path().join("name0.torrent");
+    let mut c = kino_quiet(&tmp.path().join("data"));
+    c.arg("play").arg(&path);
+    let out = run_bounded(c, QUICK)?;
+    assert!(
+        !out.stderr.contains('\u{202e}') && out.stderr.contains("\\u{202e}"),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+/// `kino play /proc/self/pagemap` (size 0 in its metadata, gigabytes when read) is refused
+/// after at most the .torrent size limit was read: exit 2.
+#[test]
+fn unbounded_torrent_files_are_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut c = kino_quiet(&tmp.path().join("data"));
+    c.args(["play", "/proc/self/pagemap"]);
+    let out = run_bounded(c, QUICK)?;
+    assert_user_error(&out, "play /proc/self/pagemap", true);
+    assert!(
+        out.stderr
+            .contains("is larger than the 16777216 bytes a .torrent file may have"),
+        "{out:?}"
+    );
     Ok(())
 }
 
@@ -1049,6 +1275,136 @@ async fn cache_never_evicts_what_is_playing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A film larger than the whole cache limit plays: `kino play` says so, the film downloads
+/// whole and stays cached after the player exits (it is the film watched last), and it is
+/// the first to go once another film is watched. (It used to be evicted on arrival: "torrent
+/// not managed", exit 1.)
+#[test]
+fn a_film_larger_than_the_cache_plays() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let big = make_film(root, "big.mp4", 3 * MIB as usize, 41)?;
+    let small = make_film(root, "small.mp4", 512 * 1024, 42)?;
+    let s_big = start_seeder(&root.join("seed-big"), &[], &big)?;
+    let s_small = start_seeder(&root.join("seed-small"), &[], &small)?;
+    let v = root.join("viewer");
+    let flags = ["--cache-limit", "1"]; // 1 MiB, less than the 3 MiB film
+
+    let stderr_path = root.join("play-big.stderr");
+    let mut c = kino(&v);
+    c.args(flags)
+        .arg("play")
+        .arg(&big.torrent)
+        .arg("--peer")
+        .arg(s_big.addr.to_string())
+        .stderr(std::fs::File::create(&stderr_path)?);
+    let mut p = KinoProcess::spawn(c)?;
+    p.wait_line(Duration::from_secs(60), |l| l.starts_with("http://"))?;
+    wait_file_eq(&cache_file(&v, &big), &big.data, Duration::from_secs(120))?;
+    assert_eq!(p.terminate()?, Some(0), "play must exit cleanly on SIGTERM");
+    let stderr = std::fs::read_to_string(&stderr_path)?;
+    assert!(
+        stderr.contains(
+            "warning: this film (3.0 MiB) is larger than the cache limit (1.0 MiB): it plays, \
+             and is evicted first when you watch something else"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not managed"), "{stderr}");
+    // Kept after the player exits: it is the film watched last.
+    assert_eq!(row(&v, &big)?.size, 3 * MIB);
+    assert_eq!(std::fs::read(cache_file(&v, &big))?, big.data);
+
+    std::thread::sleep(Duration::from_millis(1100)); // watch times have 1 s resolution
+    play_to_completion(&v, &flags, &small, &[s_small.addr])?;
+    let rows = status(&v)?;
+    assert!(
+        !rows.contains_key(&big.infohash),
+        "the big film should go first: {rows:?}"
+    );
+    assert!(!v.join("media").join(&big.infohash).exists());
+    assert!(rows.contains_key(&small.infohash), "{rows:?}");
+    assert_eq!(std::fs::read(cache_file(&v, &small))?, small.data);
+    Ok(())
+}
+
+/// In process: `add_for_playing` returns the film already pinned, so the cache limit it
+/// enforces cannot evict it, whatever its size; the guard says it is over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_for_playing_pins_a_film_larger_than_the_cache() -> anyhow::Result<()> {
+    use kino_engine::{AddOptions, CacheOverflow, Placement, TorrentSource};
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let seeder = common::engine(&root.join("seed"), |_| {}).await?;
+    let mut films = Vec::new();
+    for i in 0..2u64 {
+        let path = root.join(format!("src{i}/film{i}.mp4"));
+        let data = write_random(&path, 3 * MIB as usize, 50 + i)?;
+        let c = kino_engine::create::create_torrent(&path, Some(PIECE as u32), |_, _| {})?;
+        tokio::time::timeout(Duration::from_secs(60), seeder.seed_created(&c)).await??;
+        films.push((c.info, data));
+    }
+    let addr = common::engine_addr(&seeder)?;
+    let viewer = common::engine(&root.join("viewer"), |c| {
+        c.share.cache_limit_bytes = Some(MIB);
+    })
+    .await?;
+    let play = |i: usize| {
+        let viewer = viewer.clone();
+        let source = TorrentSource::Metainfo(films[i].0.clone());
+        async move {
+            let opts = AddOptions {
+                peers: vec![addr],
+                placement: Placement::Cache,
+            };
+            viewer.add_for_playing(&source, opts).await
+        }
+    };
+
+    let (t0, guard) = play(0).await?;
+    let ih0 = t0.infohash();
+    assert_eq!(
+        guard.over_cache_limit(),
+        Some(CacheOverflow {
+            film_bytes: 3 * MIB,
+            limit_bytes: MIB
+        })
+    );
+    assert!(viewer.torrent(&ih0).is_some(), "evicted on arrival");
+    let mut reader = viewer.open_stream(&ih0, 0).await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), reader.read_to_end(&mut got)).await??;
+    assert!(got == films[0].1, "the film did not play whole");
+    drop(reader);
+    viewer.enforce_cache_limit().await?;
+    assert!(viewer.torrent(&ih0).is_some(), "evicted while playing");
+    // Without the guard it stays too: it is the film watched last.
+    drop(guard);
+    viewer.enforce_cache_limit().await?;
+    assert!(
+        viewer.torrent(&ih0).is_some(),
+        "evicted while nothing else was watched"
+    );
+
+    // Watching another film evicts it first.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (t1, guard1) = play(1).await?;
+    assert!(viewer.torrent(&ih0).is_none(), "the first film should go");
+    assert!(
+        !viewer
+            .media_dir()
+            .join(kino_engine::infohash_hex(&ih0))
+            .exists()
+    );
+    assert!(viewer.torrent(&t1.infohash()).is_some());
+
+    drop(guard1);
+    common::shutdown_checked(viewer).await?;
+    common::shutdown_checked(seeder).await?;
+    Ok(())
+}
+
 /// `kino status` shows what was played (size, bytes on disk, when watched) and what a seeder
 /// shared.
 #[test]
@@ -1083,5 +1439,310 @@ fn status_shows_cache_and_sharing() -> anyhow::Result<()> {
     assert_eq!(r.watched, "never", "{r:?}");
     assert!(r.shared > 0, "the seeder shared nothing: {r:?}");
     assert!(r.ratio > 0.0, "{r:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Data safety: Kino never writes to the user's data unless told to (issue 12: D1, D6, D7)
+// ---------------------------------------------------------------------------------------
+
+/// Everything under `root`: each entry's relative path, and for files their bytes and
+/// modification time (to prove that nothing was written, resized or touched).
+type Snapshot = BTreeMap<PathBuf, Option<(Vec<u8>, std::time::SystemTime)>>;
+
+fn snapshot(root: &Path) -> anyhow::Result<Snapshot> {
+    let mut out = BTreeMap::new();
+    for rel in listing(root)? {
+        let p = root.join(&rel);
+        let m = std::fs::symlink_metadata(&p)?;
+        let content = if m.is_file() {
+            Some((std::fs::read(&p)?, m.modified()?))
+        } else {
+            None
+        };
+        out.insert(rel, content);
+    }
+    Ok(out)
+}
+
+/// `kino create DIR -o OUT --piece-length N`; returns the infohash.
+fn create_torrent(data: &Path, dir: &Path, out: &Path, piece: u64) -> anyhow::Result<String> {
+    let mut c = kino(data);
+    c.arg("create")
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .args(["--piece-length", &piece.to_string()]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    ensure!(out.code == Some(0), "kino create failed: {out:?}");
+    Ok(out
+        .stdout
+        .trim()
+        .strip_prefix("magnet:?xt=urn:btih:")
+        .and_then(|s| s.get(..40))
+        .context("create printed no magnet")?
+        .to_owned())
+}
+
+/// D1: `kino seed X.torrent --data DIR` with the wrong DIR. DIR holds files with the
+/// torrent's names but other content (a 4000-byte catalog.json as in the report; one file
+/// identical, so some pieces match). The seed is refused (exit 2, one line saying how many
+/// pieces match, no "listening on"), every file in DIR is byte-identical with the same mtime,
+/// and nothing is created there. The right folder then seeds.
+#[test]
+fn seed_never_writes_to_the_data_it_seeds() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    // The torrent: catalog.json (4000 B) + posters/a.jpg (30000 B) + subs/a.srt (2000 B),
+    // in pieces of 16 KiB: piece 0 = catalog.json + the start of a.jpg, piece 1 = a.jpg
+    // only, piece 2 = the end of a.jpg + a.srt.
+    let src = root.join("src/cat");
+    write_random(&src.join("catalog.json"), 4000, 31)?;
+    let poster = write_random(&src.join("posters/a.jpg"), 30000, 32)?;
+    write_random(&src.join("subs/a.srt"), 2000, 33)?;
+    let torrent = root.join("cat.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 16384)?;
+
+    // The wrong folder: the same names, other bytes (the poster alone is identical).
+    let wrong = root.join("wrong");
+    write_random(&wrong.join("catalog.json"), 4000, 41)?;
+    std::fs::create_dir_all(wrong.join("posters"))?;
+    std::fs::write(wrong.join("posters/a.jpg"), &poster)?;
+    write_random(&wrong.join("subs/a.srt"), 1000, 43)?;
+    write_random(&wrong.join("notes.txt"), 10, 44)?;
+    let before = snapshot(&wrong)?;
+
+    let data = root.join("data");
+    let mut c = kino_quiet(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&wrong);
+    let out = run_bounded(c, Duration::from_secs(60))?;
+    assert_user_error(&out, "seed from the wrong folder", false);
+    let line = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&format!("the data in {} does not match", wrong.display()))
+            && line.contains("cat.torrent")
+            && line.contains("1 of 3 pieces match")
+            && line.contains("nothing was written")
+            && line.contains("--data"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("listening on"), "{out:?}");
+    assert_eq!(snapshot(&wrong)?, before, "the wrong folder was changed");
+
+    // A folder that does not hold the content at all: 0 pieces, and it is not created.
+    let missing = root.join("missing");
+    let mut c = kino_quiet(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&missing);
+    let out = run_bounded(c, Duration::from_secs(60))?;
+    assert_user_error(&out, "seed from a missing folder", false);
+    assert!(out.stderr.contains("0 of 3 pieces match"), "{out:?}");
+    assert!(!missing.exists(), "seeding created {}", missing.display());
+
+    // Control: the right folder seeds, and is not changed either.
+    let src_before = snapshot(&src)?;
+    let mut c = kino(&data);
+    c.arg("seed").arg(&torrent).arg("--data").arg(&src);
+    let mut p = KinoProcess::spawn(c)?;
+    p.wait_line(Duration::from_secs(60), |l| l.starts_with("listening on "))?;
+    assert_eq!(p.terminate()?, Some(0));
+    assert_eq!(snapshot(&src)?, src_before, "seeding changed its own data");
+    Ok(())
+}
+
+/// D7: `kino fetch X -o DIR` where DIR holds an unrelated file with the torrent's name: refused
+/// (exit 2, the file named, `--overwrite` suggested) and the file is untouched; with
+/// `--overwrite` the download replaces it. Data that already is the torrent's is used as is.
+#[test]
+fn fetch_never_overwrites_an_unrelated_file() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film = make_film(root, "f.mp4", 2 * MIB as usize, 51)?;
+    let mut s = start_seeder(&root.join("seed"), &[], &film)?;
+
+    let out_dir = root.join("out");
+    write_random(&out_dir.join("f.mp4"), 4000, 52)?;
+    let before = snapshot(&out_dir)?;
+    let data = root.join("viewer");
+    let out = fetch(&data, &film, &out_dir, &[s.addr], 30)?;
+    assert_user_error(&out, "fetch over an unrelated file", false);
+    let line = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&out_dir.join("f.mp4").canonicalize()?.display().to_string())
+            && line.contains("already exists")
+            && line.contains("--overwrite"),
+        "{out:?}"
+    );
+    assert_eq!(
+        snapshot(&out_dir)?,
+        before,
+        "the unrelated file was changed"
+    );
+
+    // With --overwrite, the same command replaces it.
+    let mut c = kino(&data);
+    c.arg("fetch")
+        .arg(&film.torrent)
+        .arg("-o")
+        .arg(&out_dir)
+        .arg("--overwrite")
+        .args(["--peer", &s.addr.to_string()]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    assert_eq!(out.code, Some(0), "fetch --overwrite: {out:?}");
+    assert_eq!(std::fs::read(out_dir.join("f.mp4"))?, film.data);
+    assert_eq!(s.proc.terminate()?, Some(0));
+
+    // A folder already holding the torrent's data, unknown to this Kino: used as is, finished
+    // at once with no peer at all.
+    let have = root.join("have");
+    std::fs::create_dir_all(&have)?;
+    std::fs::write(have.join("f.mp4"), &film.data)?;
+    let before = snapshot(&have)?;
+    let out = fetch(&root.join("other"), &film, &have, &[], 5)?;
+    assert_eq!(out.code, Some(0), "fetch into complete data: {out:?}");
+    assert_eq!(snapshot(&have)?, before);
+    Ok(())
+}
+
+/// D7's other half: an interrupted `kino fetch` resumes into the same folder (the engine's
+/// record says it was downloading there), without `--overwrite`.
+#[test]
+fn fetch_resumes_its_own_download() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let film = make_film(root, "r.mp4", 16 * MIB as usize, 61)?;
+    let data = root.join("viewer");
+    let out_dir = root.join("out");
+    let file = out_dir.join("r.mp4");
+    {
+        // A slow seeder, so the first fetch is stopped halfway.
+        let s = start_seeder(&root.join("seed1"), &["--upload-limit", "2048"], &film)?;
+        let mut c = kino(&data);
+        c.arg("fetch")
+            .arg(&film.torrent)
+            .arg("-o")
+            .arg(&out_dir)
+            .args(["--peer", &s.addr.to_string()]);
+        let mut p = KinoProcess::spawn(c)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while good_piece_bytes(&file, &film.data) < 2 * MIB {
+            ensure!(
+                Instant::now() < deadline,
+                "the first fetch made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p.kill9()?;
+    }
+    let kept = good_piece_bytes(&file, &film.data);
+    ensure!(kept < film.data.len() as u64, "finished before the kill");
+
+    let s = start_seeder(&root.join("seed2"), &[], &film)?;
+    let out = fetch(&data, &film, &out_dir, &[s.addr], 60)?;
+    assert_eq!(out.code, Some(0), "the resumed fetch was refused: {out:?}");
+    assert_eq!(std::fs::read(&file)?, film.data);
+    Ok(())
+}
+
+/// A folder of `n` small files (100 to 1100 bytes each) in 10 sub-folders.
+fn many_files(dir: &Path, n: usize) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+    (0..n)
+        .map(|i| {
+            let rel = PathBuf::from(format!("d{}/f{i:04}.bin", i % 10));
+            let data = write_random(&dir.join(&rel), 100 + (i * 37) % 1000, 1000 + i as u64)?;
+            Ok((rel, data))
+        })
+        .collect()
+}
+
+/// `kino ARGS` under `ulimit -n LIMIT` (soft and hard: `kino` cannot raise it back).
+fn kino_with_nofile(data: &Path, limit: u32) -> Command {
+    let inner = kino(data);
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// D6: a torrent with 3000 files downloads in a process whose open-file limit is 256 (soft
+/// and hard): librqbit's own storage opened every file at once and failed with "Too many open
+/// files", leaving about a thousand empty files behind.
+#[test]
+fn torrents_with_more_files_than_the_open_file_limit_download() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let src = root.join("many");
+    let files = many_files(&src, 3000)?;
+    let torrent = root.join("many.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 64 * 1024)?;
+    let mut c = kino(&root.join("seed"));
+    c.arg("seed").arg(&torrent).arg("--data").arg(&src);
+    let mut seeder = KinoProcess::spawn(c)?;
+    let addr = parse_listen_line(
+        &seeder.wait_line(Duration::from_secs(120), |l| l.starts_with("listening on "))?,
+    )?;
+
+    // The limit really applies in the child.
+    let probe = Command::new("sh")
+        .args(["-c", "ulimit -n 256 && ulimit -Hn"])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "256");
+
+    let out_dir = root.join("out");
+    let mut c = kino_with_nofile(&root.join("viewer"), 256);
+    c.arg("fetch").arg(&torrent).arg("-o").arg(&out_dir).args([
+        "--peer",
+        &addr.to_string(),
+        "--stall-timeout",
+        "60",
+    ]);
+    let out = run_bounded(c, Duration::from_secs(300))?;
+    assert_eq!(out.code, Some(0), "fetch under ulimit -n 256: {out:?}");
+    for (rel, data) in &files {
+        let got = std::fs::read(out_dir.join("many").join(rel))
+            .with_context(|| format!("{} missing", rel.display()))?;
+        assert!(&got == data, "{} differs", rel.display());
+    }
+    assert_eq!(seeder.terminate()?, Some(0));
+    Ok(())
+}
+
+/// D6: an add that fails leaves nothing behind. A 3000-file download refused because one of
+/// its files already exists (unrelated) in the output folder, under the same low open-file
+/// limit, creates no file and no folder at all.
+#[test]
+fn a_failed_add_leaves_no_files_behind() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let src = root.join("many");
+    many_files(&src, 3000)?;
+    let torrent = root.join("many.torrent");
+    create_torrent(&root.join("create-data"), &src, &torrent, 64 * 1024)?;
+
+    let out_dir = root.join("out");
+    write_random(&out_dir.join("many/d9/f2999.bin"), 77, 9)?;
+    let before = snapshot(&out_dir)?;
+    let mut c = kino_with_nofile(&root.join("viewer"), 256);
+    c.env_remove("KINO_LOG")
+        .arg("fetch")
+        .arg(&torrent)
+        .arg("-o")
+        .arg(&out_dir)
+        .args(["--stall-timeout", "5"]);
+    let out = run_bounded(c, Duration::from_secs(120))?;
+    assert_user_error(&out, "fetch over an unrelated file", false);
+    assert!(out.stderr.contains("f2999.bin"), "{out:?}");
+    assert_eq!(
+        snapshot(&out_dir)?,
+        before,
+        "the failed add left files behind"
+    );
     Ok(())
 }

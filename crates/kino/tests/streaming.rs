@@ -408,3 +408,228 @@ async fn moov_at_end_is_fetched_early_and_probed() -> anyhow::Result<()> {
     ensure!(media.bitrate_bps.is_some());
     swarm.stop().await
 }
+
+/// An engine that seeds `data` (one file, `piece` bytes per piece when given) from a temp
+/// folder, with `tweak` applied to its config; returns it with the torrent's metainfo.
+async fn seeding_engine(
+    dir: &std::path::Path,
+    data: &[u8],
+    piece: Option<u32>,
+    tweak: impl FnOnce(&mut kino_engine::EngineConfig),
+) -> anyhow::Result<(Engine, kino_engine::TorrentInfo)> {
+    let src = dir.join("src").join("film.bin");
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(&src, data)?;
+    let created = kino_engine::create::create_torrent(&src, piece, |_, _| {})?;
+    let engine = common::engine(&dir.join("engine"), tweak).await?;
+    tokio::time::timeout(Duration::from_secs(120), engine.seed_created(&created)).await??;
+    Ok((engine, created.info))
+}
+
+/// A raw HTTP/1.1 GET that reads the response head and then stops reading (a small receive
+/// buffer, so the server soon has to wait for it): a paused player, or one gone without
+/// closing its socket.
+async fn stalled_reader(addr: SocketAddr, path: &str) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut s = socket.connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        ensure!(head.len() < 8192, "no end of the response head");
+        s.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(s)
+}
+
+/// Readers that stop reading give their stream slots back after the idle timeout: with every
+/// slot held by a connection that read the headers and then nothing, the next request is
+/// served once the timeout passes, instead of waiting for a slot and failing with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_stream_readers_give_their_slots_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Far more than the socket buffers between server and client hold.
+    let data = common::pseudo_random(24 << 20, 13);
+    let (engine, info) = seeding_engine(dir.path(), &data, None, |c| {
+        c.max_streams = 2;
+        c.stream_idle_timeout = Duration::from_secs(1);
+        // Longer than the test's own bound: without the idle timeout the next reader waits
+        // all of it, then gets 503.
+        c.stream_slot_wait = Duration::from_secs(300);
+    })
+    .await?;
+    let server = Server::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        kino_server::router(engine.clone()),
+    )
+    .await?;
+    let ih = infohash_hex(&info.infohash);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(stalled_reader(server.addr(), &format!("/stream/{ih}/0")).await?);
+    }
+    let got = tokio::time::timeout(
+        Duration::from_secs(120),
+        get_range(
+            &client()?,
+            &server.stream_url(&ih, 0),
+            1 << 20,
+            (2 << 20) - 1,
+        ),
+    )
+    .await
+    .context("the next reader was not served: idle readers kept their slots")??;
+    ensure!(got == data[1 << 20..2 << 20], "wrong bytes");
+    drop(stalled);
+    server.shutdown().await;
+    common::shutdown_checked(engine).await
+}
+
+/// A BitTorrent peer that has every piece and answers every request with garbage: it
+/// handshakes, sends a full bitfield, unchokes, and sends a block of junk for each request.
+/// Serves connections (the viewer reconnects after each disconnection) until aborted.
+async fn corrupt_peer(listener: tokio::net::TcpListener, infohash: [u8; 20], pieces: usize) {
+    let mut conns = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        conns.spawn(serve_garbage(socket, infohash, pieces));
+    }
+}
+
+async fn serve_garbage(
+    mut s: tokio::net::TcpStream,
+    infohash: [u8; 20],
+    pieces: usize,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).await?;
+    ensure!(theirs[28..48] == infohash, "handshake for another torrent");
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]); // no extensions
+    hs.extend_from_slice(&infohash);
+    hs.extend_from_slice(b"-XX0001-corruptpeer!");
+    s.write_all(&hs).await?;
+    let mut bitfield = vec![0u8; pieces.div_ceil(8)];
+    for i in 0..pieces {
+        bitfield[i / 8] |= 0x80 >> (i % 8);
+    }
+    let mut msg = ((bitfield.len() + 1) as u32).to_be_bytes().to_vec();
+    msg.push(5);
+    msg.extend_from_slice(&bitfield);
+    msg.extend_from_slice(&[0, 0, 0, 1, 1]); // unchoke
+    s.write_all(&msg).await?;
+    let junk = common::pseudo_random(16 * 1024, 666);
+    // Bounded by the connection (the viewer drops it at the first failed piece) and a count.
+    for _ in 0..100_000 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        ensure!(len <= 1 << 20, "message of {len} bytes");
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await?;
+        if len == 13 && body[0] == 6 {
+            let want = u32::from_be_bytes([body[9], body[10], body[11], body[12]]) as usize;
+            ensure!(want <= junk.len(), "request of {want} bytes");
+            let mut piece = ((9 + want) as u32).to_be_bytes().to_vec();
+            piece.push(7);
+            piece.extend_from_slice(&body[1..9]); // index, begin
+            piece.extend_from_slice(&junk[..want]);
+            s.write_all(&piece).await?;
+        }
+    }
+    Ok(())
+}
+
+/// When the only peer sends corrupt pieces, the status says that peers sent data that failed
+/// verification (not that no peer is reachable), and no byte of it reaches a reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_pieces_are_reported_and_never_reach_the_reader() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir()?;
+    // The real film, only to make a torrent with real hashes; nobody seeds it.
+    let src = dir.path().join("src").join("film.mp4");
+    common::write_random(&src, 256 * 1024, 21)?;
+    let created = kino_engine::create::create_torrent(&src, Some(16 * 1024), |_, _| {})?;
+    let info = created.info;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let peer_addr = listener.local_addr()?;
+    let pieces = info.total_len.div_ceil(u64::from(info.piece_length)) as usize;
+    let peer = tokio::spawn(corrupt_peer(listener, info.infohash.0, pieces));
+
+    let viewer = common::engine(&dir.path().join("viewer"), |_| {}).await?;
+    let torrent = viewer
+        .add(
+            &TorrentSource::Metainfo(info.clone()),
+            AddOptions {
+                peers: vec![peer_addr],
+                placement: Placement::Cache,
+            },
+        )
+        .await?;
+    let ih = torrent.infohash();
+    let mut reader = viewer.open_stream(&ih, 0).await?;
+    let read = tokio::spawn(async move {
+        let mut first = [0u8; 1024];
+        let n = reader.read(&mut first).await;
+        (n.map(|n| first[..n].to_vec()), reader)
+    });
+    let app = kino_server::WebApp::new(viewer.clone(), Default::default())?;
+    let server = Server::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        app.router(),
+    )
+    .await?;
+
+    // Bounded wait for the first rejected piece (the policy of the status line needs one).
+    let mut rejected = 0;
+    for _ in 0..600 {
+        rejected = viewer
+            .transfer_status(&ih)
+            .context("no status")?
+            .rejected_pieces;
+        if rejected > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(rejected > 0, "no rejected piece counted within 60 s");
+    let status = client()?
+        .get(format!(
+            "http://{}/api/status/{}/0",
+            server.addr(),
+            infohash_hex(&ih)
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let status: serde_json::Value = serde_json::from_str(&status)?;
+    ensure!(
+        status["rejected_pieces"].as_u64().is_some_and(|n| n >= 1),
+        "{status}"
+    );
+    let t = viewer.transfer_status(&ih).context("no status")?;
+    ensure!(t.have_bytes == 0, "a corrupt piece was accepted: {t:?}");
+    if read.is_finished() {
+        let (got, _) = read.await?;
+        anyhow::bail!("the reader got something: {got:?}");
+    }
+    read.abort();
+    peer.abort();
+    server.shutdown().await;
+    app.shutdown().await;
+    common::shutdown_checked(viewer).await
+}

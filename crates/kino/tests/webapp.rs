@@ -2,7 +2,8 @@
 //! serving the app, then
 //! - API tests over raw HTTP: foreign Host refused, writes without the page's token refused,
 //!   no CORS, security headers, stable `{error, message}` errors, hostile catalog text returned
-//!   as data and never put in HTML by the server, subtitles as WebVTT;
+//!   as data and never put in HTML by the server, subtitles as WebVTT; the demo never writes
+//!   the user's config file; external players get the bound address (a stand-in `mpv`);
 //! - the browser test: tests/browser/run.mjs drives Debian's headless Chromium through
 //!   playwright-core (home, search, title pages, play WebM and MP4, subtitles, seek, resume,
 //!   settings kept across a restart). Screenshots go to target/test-artifacts/browser/.
@@ -108,7 +109,11 @@ struct Demo {
 }
 
 fn start_demo(data_dir: &Path) -> anyhow::Result<Demo> {
-    let mut cmd = kino_with_empty_config(data_dir)?;
+    spawn_demo(kino_with_empty_config(data_dir)?)
+}
+
+/// Starts `kino demo` from `cmd` (a [`kino_with_empty_config`] command, maybe changed).
+fn spawn_demo(mut cmd: Command) -> anyhow::Result<Demo> {
     cmd.args(["demo", "--with-hostile-title"]);
     let mut process = KinoProcess::spawn(cmd)?;
     let line = process.wait_line(Duration::from_secs(120), |l| l.starts_with("Kino app: "))?;
@@ -122,7 +127,7 @@ fn start_demo(data_dir: &Path) -> anyhow::Result<Demo> {
 }
 
 fn token_of(demo: &Demo) -> anyhow::Result<String> {
-    let page = http(demo.addr, "GET", "/", "127.0.0.1", &[], None)?;
+    let page = http(demo.addr, "GET", "/", &demo.addr.to_string(), &[], None)?;
     let marker = "name=\"kino-token\" content=\"";
     let start = page.body.find(marker).context("no token meta")? + marker.len();
     Ok(page.body[start..start + 64].to_owned())
@@ -234,24 +239,9 @@ fn api_security_and_catalog_text() -> anyhow::Result<()> {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()?["settings"]["upload_limit_kib"], 64);
 
-    // The data folder is saved in the config file for the next start (it holds the database,
-    // so it cannot switch while running); a relative path is refused.
-    let next = dir.path().join("films-elsewhere");
-    let r = http(
-        a,
-        "PUT",
-        "/api/settings/data-dir",
-        &host,
-        &[("x-kino-token", &token)],
-        Some(&serde_json::json!({ "path": next }).to_string()),
-    )?;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()?["data_dir_next"], next.to_string_lossy().as_ref());
-    let config = std::fs::read_to_string(dir.path().join("config.toml"))?;
-    assert!(
-        config.contains(&format!("data_dir = {:?}", next.to_string_lossy())),
-        "{config}"
-    );
+    // A relative data folder is refused (the demo never saves one at all:
+    // demo_never_writes_the_users_config; saving is tested in kino-server's tests/http.rs
+    // and config.rs).
     let r = http(
         a,
         "PUT",
@@ -398,5 +388,135 @@ fn browser_end_to_end() -> anyhow::Result<()> {
     // Same data folder: settings and positions must have survived.
     let demo = start_demo(dir.path())?;
     run_browser(&demo, "restart", &artifacts)?;
+    Ok(())
+}
+
+/// Issue 12, D21: inside `kino demo`, saving a data folder rewrote the user's own config file.
+/// The demo refuses with 409 and leaves the file byte for byte as it was.
+#[test]
+fn demo_never_writes_the_users_config() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cmd = kino_with_empty_config(dir.path())?;
+    let config = dir.path().join("config.toml");
+    let mine = b"# my settings\n[share]\nratio_limit = 2.0 # my note\n";
+    std::fs::write(&config, mine)?;
+    let demo = spawn_demo(cmd)?;
+    let a = demo.addr;
+    let host = a.to_string();
+    let token = token_of(&demo)?;
+    let next = dir.path().join("films-elsewhere");
+    let r = http(
+        a,
+        "PUT",
+        "/api/settings/data-dir",
+        &host,
+        &[("x-kino-token", &token)],
+        Some(&serde_json::json!({ "path": next }).to_string()),
+    )?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()?["error"], "demo");
+    let message = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("the demo does not change your settings"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&config)?, mine, "the user's config changed");
+    assert!(!dir.path().join("config.toml.tmp").exists());
+    assert!(
+        !dir.path().join("config-home").exists(),
+        "a default config was written"
+    );
+    assert!(!next.exists());
+    // The demo's own sharing settings still save (in the demo's own database).
+    let settings =
+        r#"{"share_enabled":true,"upload_limit_kib":64,"ratio_limit":2,"cache_limit_mib":0}"#;
+    let r = http(
+        a,
+        "PUT",
+        "/api/settings",
+        &host,
+        &[("x-kino-token", &token)],
+        Some(settings),
+    )?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(std::fs::read(&config)?, mine, "the user's config changed");
+    Ok(())
+}
+
+/// Issue 12, D9: `/api/open` put the request's Host into the URL handed to mpv, so a request
+/// for 127.0.0.2 sent mpv to 127.0.0.2. The URL is built from Kino's bound address. A stand-in
+/// `mpv` first on PATH writes down the arguments it was started with.
+#[test]
+fn player_urls_use_the_bound_address() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let args_file = dir.path().join("mpv-args");
+    let mpv = bin.join("mpv");
+    std::fs::write(
+        &mpv,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$KINO_TEST_PLAYER_ARGS.tmp\"\nmv \"$KINO_TEST_PLAYER_ARGS.tmp\" \"$KINO_TEST_PLAYER_ARGS\"\n",
+    )?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&mpv, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let mut cmd = kino_with_empty_config(&dir.path().join("data"))?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin.clone()];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths)?)
+        .env("KINO_TEST_PLAYER_ARGS", &args_file);
+    let demo = spawn_demo(cmd)?;
+    let a = demo.addr;
+    let host = a.to_string();
+    let token = token_of(&demo)?;
+    let titles = http(a, "GET", "/api/titles", &host, &[], None)?.json()?;
+    let key = titles["titles"][0]["key"]
+        .as_str()
+        .context("no title")?
+        .to_owned();
+    let play = http(
+        a,
+        "POST",
+        "/api/play",
+        &host,
+        &[("x-kino-token", &token)],
+        Some(&serde_json::json!({ "key": key, "id": "test-card" }).to_string()),
+    )?;
+    assert_eq!(play.status, 200, "{}", play.body);
+    let play = play.json()?;
+    let ih = play["infohash"].as_str().context("infohash")?;
+    let file = play["file"].as_u64().context("file")?;
+    let want = format!("http://{a}/stream/{ih}/{file}");
+    let open = serde_json::json!({ "player": "mpv", "infohash": ih, "file": file }).to_string();
+    for asked in [
+        format!("127.0.0.2:{}", a.port()),
+        format!("localhost:{}", a.port()),
+    ] {
+        let r = http(
+            a,
+            "POST",
+            "/api/open",
+            &asked,
+            &[("x-kino-token", &token)],
+            Some(&open),
+        )?;
+        assert_eq!(r.status, 200, "Host {asked}: {}", r.body);
+        assert_eq!(r.json()?["url"], want.as_str(), "Host {asked}");
+        // What the player was started with.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let args = loop {
+            if let Ok(args) = std::fs::read_to_string(&args_file) {
+                break args;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the stand-in mpv was not started within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(args, format!("{want}\n"), "Host {asked}");
+        std::fs::remove_file(&args_file)?;
+    }
     Ok(())
 }
