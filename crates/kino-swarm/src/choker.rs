@@ -1,8 +1,9 @@
 //! The upload side: which interested peers we unchoke, and the upload rate cap.
 //!
 //! A pure state machine like the others: time is passed in, nothing is sent. The caller
-//! (the torrent task, phase 2b) tells the [`Choker`] about peers ([`Choker::add_peer`],
-//! [`Choker::set_interested`], [`Choker::received`], [`Choker::sent`]), calls
+//! (the torrent task, `torrent/task.rs`) tells the [`Choker`] about peers
+//! ([`Choker::add_peer`], [`Choker::set_interested`], [`Choker::received`],
+//! [`Choker::sent`]), calls
 //! [`Choker::poll`] after events and at [`Choker::next_wakeup`], and applies each
 //! [`ChokeAction`] with [`crate::peer::PeerProtocol::choke`] or
 //! [`crate::peer::PeerProtocol::unchoke`]. Before sending a block it asks the engine-wide

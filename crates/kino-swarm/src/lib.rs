@@ -1,6 +1,7 @@
-//! Kino's own swarm engine (phase 2a): the pure cores, with no I/O: the peer wire codec,
-//! the block scheduler, the per-connection protocol state and the upload side (choking and
-//! the upload cap).
+//! Kino's own swarm engine (phase 2b): the pure cores (the peer wire codec, the block
+//! scheduler, the per-connection protocol state, the upload side) and the tokio I/O layer
+//! that makes them move bytes (a session, a task per torrent and per connection, streaming
+//! readers).
 //!
 //! Kino streams films over BitTorrent. Its engine today is librqbit 9.1, whose scheduler
 //! cannot be steered: one peer owns a whole piece, a seek sends no CANCEL, the request
@@ -10,6 +11,7 @@
 //! `kino-engine` switches to it once benchmarks and tests say it is better.
 //!
 //! # Modules
+//! The pure cores (no I/O, time passed in):
 //! - [`wire`]: the peer wire protocol: handshake with its reserved bits, every BEP 3 message,
 //!   the BEP 6 Fast messages, BEP 5's `port`, the BEP 10 envelope; an incremental
 //!   [`wire::Decoder`] with hard size limits.
@@ -25,15 +27,32 @@
 //!   while downloading, rotation while seeding, nobody with sharing off or the ratio
 //!   reached) and [`choker::UploadBudget`], the upload cap as a token bucket.
 //!
-//! To come in phase 2b, each its own module: the tokio connection task (`peer/task.rs`:
-//! socket I/O, the extended handshake, driving a [`peer::PeerProtocol`] and a decoder), the
-//! session (listening, peers per torrent, half-open connections, the ban list, trackers, DHT
-//! and PEX peers), the torrent lifecycle (metadata, checking, live, paused) owning a
-//! scheduler and a choker, storage and resume, MSE, uTP, and the switch of `kino-engine`'s
-//! API to this engine.
+//! The I/O layer (tokio):
+//! - [`storage`]: the [`Storage`] seam (read and write torrent byte ranges, from blocking
+//!   threads; a typed disk-full error) and [`MemoryStorage`] for tests.
+//! - [`session`]: the [`Session`]: a listener, the torrents, the ban list and the upload
+//!   budget they share, the peer and half-open limits, and the ordered shutdown of every
+//!   task (each spawned through one helper with a name, a span and a cancellation token).
+//! - [`torrent`]: a task per torrent owning its scheduler and choker: checking, piece
+//!   assembly, SHA-1 checks and writes on the blocking pool, uploads from verified pieces,
+//!   haves, hash failures to the ban list (blaming only the peer whose block differed),
+//!   the lifecycle (checking, live, paused, failed, stopped); and the streaming [`Reader`]
+//!   (`AsyncRead + AsyncSeek`) whose position is a scheduler playhead.
+//! - [`connection`]: a task per peer: connect or accept, handshake (Fast on, BEP 10 off in
+//!   this phase), the decoder and the protocol state in, the torrent's messages out in
+//!   batched writes, uploads paced by the budget, keep-alives, timeouts, violations.
 //!
-//! # Driving it
-//! A connection task (phase 2b) decodes the peer's bytes and runs each message through the
+//! To come in phase 2c: BEP 9/10 metadata exchange (and the extended handshake's `reqq`),
+//! PEX, DHT and tracker peers, LSD, MSE, uTP, the file-backed storage (`kino-engine`'s
+//! `TorrentFiles` implementing [`Storage`]), the resume bitfield in SQLite, the adapter that
+//! gives `kino-engine`'s API this engine, and the benchmark switch.
+//!
+//! # Running a session
+//! See the [`session`] module for a leecher that streams a torrent; the tests in
+//! `tests/swarm.rs` run several sessions against each other on loopback.
+//!
+//! # Driving the cores
+//! A connection task decodes the peer's bytes and runs each message through the
 //! connection's [`peer::PeerProtocol`]; the torrent task turns its events into scheduler
 //! calls, and the scheduler's actions into wire messages:
 //!
@@ -207,9 +226,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod choker;
+pub mod connection;
 pub mod geometry;
 pub mod peer;
 pub mod scheduler;
+pub mod session;
+pub mod storage;
+mod tasks;
+pub mod torrent;
 pub mod wire;
 
 pub use choker::{ChokeAction, Choker, ChokerConfig, UploadBudget};
@@ -218,6 +242,12 @@ pub use peer::{BanList, Inbound, PeerConfig, PeerEvent, PeerProtocol, Violation}
 pub use scheduler::{
     Action, PeerKey, PeerStats, PieceProgress, Receipt, ScheduleError, Scheduler, SchedulerConfig,
     StreamId,
+};
+pub use session::{AddError, Session, SessionConfig, SessionError, SessionStats};
+pub use storage::{MemoryStorage, Storage, StorageError};
+pub use torrent::{
+    FailReason, ReadError, Reader, Role, Torrent, TorrentError, TorrentOptions, TorrentSpec,
+    TorrentState, TorrentStatus,
 };
 pub use wire::{
     BLOCK_LEN, BlockRef, Decoder, DecoderLimits, Handshake, Message, Reserved, WireError,

@@ -2,8 +2,8 @@
 //! break the protocol, and the peer's requests to us (the upload queue).
 //!
 //! A pure state machine, like the scheduler: no socket, no task, no clock read. A connection
-//! task (phase 2b) decodes the peer's bytes with [`crate::wire::Decoder`] and feeds each
-//! [`Message`] to [`PeerProtocol::on_message`], which classifies it as one [`Inbound`]:
+//! task ([`crate::connection`]) decodes the peer's bytes with [`crate::wire::Decoder`] and
+//! feeds each [`Message`] to [`PeerProtocol::on_message`], which classifies it as one [`Inbound`]:
 //! - an event for the scheduler ([`Inbound::Event`]: have, bitfield, have all/none, choke,
 //!   unchoke, a block, a reject, an allowed-fast piece), or for the choker
 //!   ([`Inbound::Interest`]);

@@ -2,8 +2,8 @@
 //! which peer, when to CANCEL, when to ask a second peer for a late block.
 //!
 //! A pure state machine: no sockets, no tasks, no clock reads. Every call that depends on
-//! time takes `now: Instant`, so tests move time by hand. The caller (a torrent task in
-//! phase 2) reports what happens on the wire with the event methods (`add_peer`,
+//! time takes `now: Instant`, so tests move time by hand. The caller (the torrent task,
+//! `torrent/task.rs`) reports what happens on the wire with the event methods (`add_peer`,
 //! `peer_have`, `peer_unchoked`, `block_received`, ...), tells where the players are with the
 //! stream methods (`add_stream`, `set_playhead`, `mark_urgent`), and after each event calls
 //! [`Scheduler::poll_actions`], which returns the messages to send: [`Action::Request`],
@@ -16,10 +16,10 @@
 //!    `when the playhead was set + (piece start − playhead) / bitrate`. Urgent ranges (a
 //!    container index) get the time they were marked: already due. A piece's deadline is the
 //!    earliest any stream or range gives it; deadline pieces are served earliest first.
-//! 2. **Seek.** After a playhead jump, a new stream or an urgent range, every request for a
-//!    piece that now has no deadline is cancelled, except the oldest few at each peer that
-//!    one RTT at its rate covers (those are already on the way). The new deadline blocks are
-//!    requested in the same call.
+//! 2. **Seek.** After a playhead jump (or [`Scheduler::seek`]), a new stream or an urgent
+//!    range, every request for a piece that now has no deadline is cancelled, except the
+//!    oldest few at each peer that one RTT at its rate covers (those are already on the
+//!    way). The new deadline blocks are requested in the same call.
 //! 3. **Deadline blocks**, block by block, go to the peer expected to deliver soonest:
 //!    `(bytes in flight there + this pass's assignments) / rate + RTT`, so one urgent piece
 //!    spreads over several peers. If that peer's pipeline is full the block waits for it
@@ -38,6 +38,12 @@
 //!    order with [`SchedulerConfig::sequential`]. When every missing block that a connected
 //!    peer has is requested, a peer that would beat the expected arrival of a block at
 //!    another peer, or whose requester is stalled, gets a duplicate (end game).
+//!    With [`SchedulerConfig::background`] off this step is skipped: only what streams and
+//!    urgent ranges need is requested.
+//!
+//! While the caller holds new pieces ([`Scheduler::set_new_pieces`], its buffers of
+//! unverified blocks are over their bound), steps 3 and 4 only request blocks of pieces
+//! already started, deadline or not, so they complete and free memory.
 //!
 //! # Pipelines
 //! A peer's pipeline target is `clamp(ceil(rate × (RTT + margin) / 16 KiB), min_pipeline,
@@ -316,6 +322,10 @@ pub struct SchedulerConfig {
     /// Seed of the tie-break order between equally rare pieces (default 0; give each
     /// session its own so viewers diverge).
     pub seed: u64,
+    /// Beyond the deadlines, request every other piece too (default true: download the
+    /// whole torrent). Off: only what streams and urgent ranges need (a viewer that does
+    /// not keep the film).
+    pub background: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -336,6 +346,7 @@ impl Default for SchedulerConfig {
             slow_peer_percent: 10,
             sequential: false,
             seed: 0,
+            background: true,
         }
     }
 }
@@ -509,6 +520,9 @@ pub struct Scheduler {
     order_dirty: bool,
     /// Actions decided by events (CANCELs), handed out by the next poll.
     pending: Vec<Action>,
+    /// Whether a piece with no block requested or received may be started (see
+    /// [`Scheduler::set_new_pieces`]).
+    new_pieces: bool,
 }
 
 impl Scheduler {
@@ -537,6 +551,7 @@ impl Scheduler {
             order: Vec::new(),
             order_dirty: true,
             pending: Vec::new(),
+            new_pieces: true,
         }
     }
 
@@ -899,11 +914,35 @@ impl Scheduler {
 
     /// The reader is now at `offset` (clamped to its range). Moving more than a piece back
     /// or past the old horizon is a seek: requests that serve no deadline any more are
-    /// cancelled at the next poll.
+    /// cancelled at the next poll. A reader that knows it seeked says so with
+    /// [`Scheduler::seek`].
     pub fn set_playhead(
         &mut self,
         stream: StreamId,
         offset: u64,
+        now: Instant,
+    ) -> Result<(), ScheduleError> {
+        self.move_playhead(stream, offset, false, now)
+    }
+
+    /// The reader seeked to `offset` (clamped to its range), however near: like
+    /// [`Scheduler::set_playhead`], and requests that serve no deadline any more are
+    /// cancelled at the next poll (a jump forward inside the horizon leaves requests behind
+    /// the new playhead that the heuristic of `set_playhead` keeps).
+    pub fn seek(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        now: Instant,
+    ) -> Result<(), ScheduleError> {
+        self.move_playhead(stream, offset, true, now)
+    }
+
+    fn move_playhead(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        seek: bool,
         now: Instant,
     ) -> Result<(), ScheduleError> {
         let horizon = {
@@ -918,7 +957,8 @@ impl Scheduler {
             return Err(ScheduleError::UnknownStream(stream));
         };
         let offset = offset.clamp(s.range.start, s.range.end);
-        if offset < s.playhead.saturating_sub(piece_len)
+        if seek
+            || offset < s.playhead.saturating_sub(piece_len)
             || offset > s.playhead.saturating_add(horizon)
         {
             self.reseek = true;
@@ -968,6 +1008,14 @@ impl Scheduler {
         self.deadlines_dirty = true;
         self.reseek = true;
         Ok(())
+    }
+
+    /// Whether pieces with no block requested or received yet may be started (default
+    /// true). The caller turns this off while the blocks it buffers for unverified pieces
+    /// are over its memory bound: only the pieces already started are requested (deadline
+    /// or not), so they complete and free their buffers, and none is left half-done.
+    pub fn set_new_pieces(&mut self, allowed: bool) {
+        self.new_pieces = allowed;
     }
 
     /// Forgets every urgent range.
@@ -1146,6 +1194,9 @@ impl Scheduler {
         let mut waiting: BTreeMap<PeerKey, u64> = BTreeMap::new();
         let deadlines = self.deadlines.clone();
         for (deadline, piece) in deadlines {
+            if !self.new_pieces && !self.active.contains_key(&piece) {
+                continue;
+            }
             let any_room = self
                 .peers
                 .values()
@@ -1267,6 +1318,9 @@ impl Scheduler {
         actions: &mut Vec<Action>,
         cancelled: &BTreeSet<Block>,
     ) {
+        if !self.cfg.background {
+            return;
+        }
         self.refresh_order();
         // Fastest first, so the best peers continue the partial pieces.
         let mut askers: Vec<(f64, PeerKey)> = self
@@ -1342,7 +1396,12 @@ impl Scheduler {
             }
         }
         // Untouched pieces in order.
-        for &piece in &self.order {
+        let untouched = if self.new_pieces {
+            &self.order[..]
+        } else {
+            &[]
+        };
+        for &piece in untouched {
             if picks.len() >= room {
                 return picks;
             }

@@ -280,6 +280,33 @@ fn a_seek_cancels_requests_that_serve_no_deadline() {
 }
 
 #[test]
+fn a_seek_forward_inside_the_horizon_cancels_the_requests_left_behind() {
+    // The horizon (30 s at 1 MiB/s) covers the whole 4 MiB film.
+    let cfg = SchedulerConfig {
+        initial_pipeline: 32,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Hand::new(geo(64, 64 * 1024), cfg);
+    let peer = h.seed(ms(0));
+    let stream =
+        h.s.add_stream(0..64 * 64 * KIB, 0, None, h.at(ms(0)))
+            .unwrap();
+    let sent = requests_to(&h.poll(ms(0)), peer);
+    assert_eq!(sent.len(), 32);
+    assert!(sent.iter().all(|b| b.piece < 8));
+    // Moving the playhead there is not a seek by the heuristic: nothing is cancelled.
+    let offset = h.s.geometry().piece_start(50);
+    h.s.set_playhead(stream, offset, h.at(ms(10))).unwrap();
+    assert!(cancels(&h.poll(ms(10))).is_empty());
+    // The reader says it seeked: what no deadline needs, beyond what is on its way, goes.
+    h.s.seek(stream, offset + 1, h.at(ms(20))).unwrap();
+    let cancelled = cancels(&h.poll(ms(20)));
+    let committed = h.s.peers[&peer].committed_requests(&h.s.cfg);
+    assert_eq!(cancelled.len(), 32 - committed, "{cancelled:?}");
+    assert!(cancelled.iter().all(|(p, b)| *p == peer && b.piece < 8));
+}
+
+#[test]
 fn a_stalled_block_gets_one_duplicate_and_the_loser_is_cancelled() {
     let mut h = Hand::new(geo(4, 64 * 1024), SchedulerConfig::default());
     let a = h.seed(ms(0));
@@ -757,6 +784,65 @@ fn a_failed_hash_resets_the_piece_and_names_its_peers() {
     assert_eq!(h.s.piece_failed(0), Err(ScheduleError::AlreadyVerified(0)));
     // The requests still out for the verified piece are cancelled.
     assert_eq!(cancels(&h.poll(ms(200))).len(), 4);
+}
+
+#[test]
+fn with_background_off_only_what_streams_need_is_requested() {
+    let cfg = SchedulerConfig {
+        background: false,
+        initial_pipeline: 64,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Hand::new(geo(64, 64 * 1024), cfg);
+    let a = h.seed(ms(0));
+    let b = h.seed(ms(0));
+    let first = h.poll(ms(0));
+    assert!(
+        requests(&first).is_empty(),
+        "no stream, no request: {first:?}"
+    );
+    assert!(first.contains(&Action::Interested { peer: a }));
+    assert!(first.contains(&Action::Interested { peer: b }));
+    // A stream at piece 40, slow enough that the horizon is its 8 pieces minimum: those
+    // and nothing else.
+    let start = 40 * 64 * KIB;
+    h.s.add_stream(0..64 * 64 * KIB, start, Some(KIB), h.at(ms(10)))
+        .unwrap();
+    let pieces: BTreeSet<u32> = requests(&h.poll(ms(10)))
+        .iter()
+        .map(|(_, block)| block.piece)
+        .collect();
+    assert_eq!(pieces, (40..48).collect::<BTreeSet<u32>>());
+}
+
+#[test]
+fn with_new_pieces_held_only_started_pieces_are_requested() {
+    let mut h = Hand::new(geo(16, 64 * 1024), SchedulerConfig::default());
+    let a = h.seed(ms(0));
+    h.s.add_stream(0..16 * 64 * KIB, 0, None, h.at(ms(0)))
+        .unwrap();
+    let first = requests_to(&h.poll(ms(0)), a);
+    assert_eq!(first.len(), 4, "the initial pipeline");
+    assert!(first.iter().all(|block| block.piece == 0));
+    // Two blocks of piece 0 arrive, the other two are cancelled by a choke; with new
+    // pieces held, only piece 0's missing blocks are asked for again.
+    h.receive(a, first[0], ms(50));
+    h.receive(a, first[1], ms(50));
+    h.s.peer_choked(a, h.at(ms(60))).unwrap();
+    h.s.peer_unchoked(a, h.at(ms(70))).unwrap();
+    h.s.set_new_pieces(false);
+    let held = requests_to(&h.poll(ms(70)), a);
+    assert_eq!(held, vec![first[2], first[3]], "only the started piece");
+    h.receive(a, first[2], ms(80));
+    h.receive(a, first[3], ms(80));
+    h.s.piece_verified(0, h.at(ms(90))).unwrap();
+    assert!(
+        requests(&h.poll(ms(90))).is_empty(),
+        "nothing started, nothing asked"
+    );
+    h.s.set_new_pieces(true);
+    let released = requests_to(&h.poll(ms(100)), a);
+    assert!(!released.is_empty(), "new pieces again once released");
 }
 
 #[test]
