@@ -9,6 +9,8 @@
 //!   error of Kino reports through its `kind()`; [`Report`] prints an error with its causes.
 //! - [`piece`]: the piece length Kino gives a torrent it makes, so that streaming starts and
 //!   seeks fast.
+//! - [`size`]: sizes as people read them (`1.5 GiB`), one format for the CLI and the engine's
+//!   messages.
 //!
 //! Why no I/O: these are the values and rules every other crate agrees on. Keeping them free of
 //! sockets, files, runtimes and heavy dependencies (only `thiserror` and `serde`;
@@ -26,6 +28,7 @@ pub mod base32;
 pub mod error;
 pub mod infohash;
 pub mod piece;
+pub mod size;
 
 pub use error::{ErrorKind, Report};
 pub use infohash::{InfoHash, InfoHashError};

@@ -261,25 +261,9 @@ impl std::fmt::Display for CacheOverflow {
             f,
             "this film ({}) is larger than the cache limit ({}): it plays, and is evicted \
              first when you watch something else",
-            human_bytes(self.film_bytes),
-            human_bytes(self.limit_bytes)
+            kino_core::size::human_bytes(self.film_bytes),
+            kino_core::size::human_bytes(self.limit_bytes)
         )
-    }
-}
-
-/// Bytes as `1.5 GiB` (the CLI's format).
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -1,19 +1,8 @@
 //! Human-readable sizes, rates and times for the terminal.
 
-/// Bytes as `1.5 MiB`.
+/// Bytes as `1.5 MiB` (one format for the whole of Kino).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    kino_core::size::human_bytes(n)
 }
 
 /// A rate as `1.5 MiB/s`.
