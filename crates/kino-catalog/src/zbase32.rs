@@ -34,66 +34,28 @@ pub enum Zbase32Error {
 
 /// The number of characters that encode `len` bytes.
 pub const fn encoded_len(len: usize) -> usize {
-    (len * 8).div_ceil(5)
+    kino_core::base32::encoded_len(len)
 }
+
+/// z-base-32 for the bit packing [`kino_core::base32`] implements once.
+const ZBASE32: kino_core::base32::Alphabet = kino_core::base32::Alphabet {
+    symbols: ALPHABET,
+    upper: false,
+};
 
 /// Encodes bytes as z-base-32 (lower case).
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(encoded_len(bytes.len()));
-    let mut acc: u16 = 0;
-    let mut bits: u32 = 0;
-    for &b in bytes {
-        acc = (acc << 8) | u16::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[usize::from((acc >> bits) & 0x1f)]));
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(char::from(
-            ALPHABET[usize::from((acc << (5 - bits)) & 0x1f)],
-        ));
-    }
-    out
-}
-
-fn value_of(c: u8) -> Option<u8> {
-    let c = c.to_ascii_lowercase();
-    ALPHABET
-        .iter()
-        .position(|&a| a == c)
-        .and_then(|p| u8::try_from(p).ok())
+    kino_core::base32::encode_with(&ZBASE32, bytes)
 }
 
 /// Decodes a canonical z-base-32 string into bytes.
 pub fn decode(text: &str) -> Result<Vec<u8>, Zbase32Error> {
-    let n = text.len();
-    let byte_len = n * 5 / 8;
-    if encoded_len(byte_len) != n {
-        return Err(Zbase32Error::BadLength(text.chars().count()));
-    }
-    let mut out = Vec::with_capacity(byte_len);
-    let mut acc: u16 = 0;
-    let mut bits: u32 = 0;
-    for (position, c) in text.chars().enumerate() {
-        let v = u8::try_from(c)
-            .ok()
-            .and_then(value_of)
-            .ok_or(Zbase32Error::BadCharacter { ch: c, position })?;
-        acc = (acc << 5) | u16::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if acc != 0 {
-        return Err(Zbase32Error::NonCanonical);
-    }
-    Ok(out)
+    use kino_core::base32::Base32Error;
+    kino_core::base32::decode_with(&ZBASE32, text).map_err(|e| match e {
+        Base32Error::BadCharacter { ch, position } => Zbase32Error::BadCharacter { ch, position },
+        Base32Error::BadLength(n) => Zbase32Error::BadLength(n),
+        Base32Error::NonCanonical => Zbase32Error::NonCanonical,
+    })
 }
 
 #[cfg(test)]

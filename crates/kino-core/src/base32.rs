@@ -11,6 +11,23 @@ use thiserror::Error;
 /// The RFC 4648 base32 alphabet, index = 5-bit value.
 pub const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
+/// A 32-symbol alphabet for the same bit packing (five bits a character, most significant
+/// first, the last character zero-padded): RFC 4648 here, z-base-32 for publisher addresses.
+/// Its symbols are ASCII in one case; decoding folds the other case to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Alphabet {
+    /// The symbols, index = 5-bit value.
+    pub symbols: &'static [u8; 32],
+    /// Whether the symbols are upper case (else lower case).
+    pub upper: bool,
+}
+
+/// RFC 4648 (`A-Z2-7`).
+pub const RFC4648: Alphabet = Alphabet {
+    symbols: ALPHABET,
+    upper: true,
+};
+
 /// Why a base32 string could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Base32Error {
@@ -37,6 +54,11 @@ pub const fn encoded_len(len: usize) -> usize {
 
 /// Encodes bytes as base32 (upper case, no padding).
 pub fn encode(bytes: &[u8]) -> String {
+    encode_with(&RFC4648, bytes)
+}
+
+/// Encodes bytes with `alphabet` (no padding).
+pub fn encode_with(alphabet: &Alphabet, bytes: &[u8]) -> String {
     let mut out = String::with_capacity(encoded_len(bytes.len()));
     let mut acc: u16 = 0;
     let mut bits: u32 = 0;
@@ -45,34 +67,43 @@ pub fn encode(bytes: &[u8]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(ALPHABET[usize::from((acc >> bits) & 0x1f)]));
+            out.push(char::from(
+                alphabet.symbols[usize::from((acc >> bits) & 0x1f)],
+            ));
         }
         acc &= (1 << bits) - 1;
     }
     if bits > 0 {
         out.push(char::from(
-            ALPHABET[usize::from((acc << (5 - bits)) & 0x1f)],
+            alphabet.symbols[usize::from((acc << (5 - bits)) & 0x1f)],
         ));
     }
     out
 }
 
-/// The 5-bit value of a base32 character (either case).
-fn value_of(c: char) -> Option<u8> {
-    let b = u8::try_from(c).ok()?.to_ascii_uppercase();
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'2'..=b'7' => Some(b - b'2' + 26),
-        _ => None,
-    }
+/// The 5-bit value of a character of `alphabet` (either case).
+fn value_of(alphabet: &Alphabet, c: char) -> Option<u8> {
+    let b = u8::try_from(c).ok()?;
+    let b = if alphabet.upper {
+        b.to_ascii_uppercase()
+    } else {
+        b.to_ascii_lowercase()
+    };
+    let p = alphabet.symbols.iter().position(|&a| a == b)?;
+    u8::try_from(p).ok()
 }
 
 /// Decodes a canonical, unpadded base32 string (either case) into bytes.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
+    decode_with(&RFC4648, text)
+}
+
+/// Decodes a canonical, unpadded string of `alphabet` (either case) into bytes.
+pub fn decode_with(alphabet: &Alphabet, text: &str) -> Result<Vec<u8>, Base32Error> {
     // Characters first: a string with a non-ASCII character is refused for that character.
     let mut values = Vec::with_capacity(text.len());
     for (position, ch) in text.chars().enumerate() {
-        values.push(value_of(ch).ok_or(Base32Error::BadCharacter { ch, position })?);
+        values.push(value_of(alphabet, ch).ok_or(Base32Error::BadCharacter { ch, position })?);
     }
     let n = values.len();
     let byte_len = n * 5 / 8;
